@@ -1,0 +1,1 @@
+//! Token validation and authorisation (being built).

@@ -1,0 +1,359 @@
+//! A backup item as the service stores it: the filterable fields, validated, beside the whole
+//! public document.
+
+use serde_json::{Map, Value};
+
+use crate::{
+    format_timestamp, normalize_ip, parse_timestamp, BackupStatus, ItemId, Micros, ProjectId,
+    TextValue,
+};
+
+/// A refused item document: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field '{field}': {reason}")]
+pub struct ItemError {
+    /// The field at fault, as a dotted path (`extend_info.resource_name`).
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl ItemError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One backup item: its tenant and policy, the fields that filters and sorting use, and the
+/// public document (spec §2) exactly as it is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRecord {
+    pub project_id: ProjectId,
+    pub id: ItemId,
+    pub name: String,
+    pub status: BackupStatus,
+    pub checkpoint_id: ItemId,
+    pub resource_id: String,
+    pub resource_type: String,
+    /// `extend_info.resource_name`.
+    pub resource_name: Option<String>,
+    /// `extend_info.resource_az`.
+    pub resource_az: Option<String>,
+    /// `extend_info.image_type`.
+    pub image_type: Option<String>,
+    pub policy_id: Option<String>,
+    /// `backup_data.private_ip`, canonical; absent when the document holds no valid address.
+    pub private_ip: Option<String>,
+    /// `backup_data.eip`, canonical; absent when the document holds no valid address.
+    pub eip: Option<String>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+    pub protected_at: Option<Micros>,
+    /// The public item object as JSON text: unknown keys kept, numbers as they came.
+    pub document: String,
+}
+
+impl BackupRecord {
+    /// Validates one imported or ingested item: the object of spec §2 plus `project_id`
+    /// (required) and `policy_id` (optional, may be null).
+    ///
+    /// The stored document is the object without `project_id` and `policy_id` (they are not
+    /// part of the public object), with ids and times rewritten to their canonical form so
+    /// that the document always agrees with the columns. `updated_at`, when absent, is
+    /// `created_at`. Every other key, known or not, is kept as it came.
+    pub fn from_json(value: Value) -> Result<Self, ItemError> {
+        let Value::Object(mut object) = value else {
+            return Err(ItemError::new("(item)", "must be a JSON object"));
+        };
+        let project_id = match object.remove("project_id") {
+            Some(Value::String(text)) => ProjectId::parse("project_id", &text)
+                .map_err(|e| ItemError::new("project_id", e.reason))?,
+            Some(_) => return Err(ItemError::new("project_id", "must be a string")),
+            None => return Err(ItemError::new("project_id", "is required")),
+        };
+        let policy_id = match object.remove("policy_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(bounded_text("policy_id", &text)?),
+            Some(_) => return Err(ItemError::new("policy_id", "must be a string or null")),
+        };
+
+        let id = uuid_field(&mut object, "id")?;
+        let checkpoint_id = uuid_field(&mut object, "checkpoint_id")?;
+        let name = required_string(&object, "name")?;
+        if name.chars().count() > TextValue::MAX_CHARS {
+            return Err(ItemError::new(
+                "name",
+                "must be at most 255 characters long",
+            ));
+        }
+        let status_text = required_string(&object, "status")?;
+        let status = BackupStatus::parse("status", &status_text)
+            .map_err(|e| ItemError::new("status", e.reason))?;
+        let resource_id = bounded_text("resource_id", &required_string(&object, "resource_id")?)?;
+        let resource_type =
+            bounded_text("resource_type", &required_string(&object, "resource_type")?)?;
+        match object.get("description") {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => return Err(ItemError::new("description", "must be a string or null")),
+        }
+        match object.get("tags") {
+            None | Some(Value::Null) | Some(Value::Array(_)) => {}
+            Some(_) => return Err(ItemError::new("tags", "must be a list")),
+        }
+
+        let created_at = time_field(&mut object, "created_at")?
+            .ok_or_else(|| ItemError::new("created_at", "is required"))?;
+        let updated_at = time_field(&mut object, "updated_at")?.unwrap_or(created_at);
+        object.insert(
+            "updated_at".into(),
+            Value::String(format_timestamp(updated_at)),
+        );
+        let protected_at = time_field(&mut object, "protected_at")?;
+
+        let (resource_name, resource_az, image_type) = match object.get("extend_info") {
+            None | Some(Value::Null) => (None, None, None),
+            Some(Value::Object(info)) => (
+                optional_string(info, "extend_info", "resource_name")?,
+                optional_string(info, "extend_info", "resource_az")?,
+                optional_string(info, "extend_info", "image_type")?,
+            ),
+            Some(_) => return Err(ItemError::new("extend_info", "must be an object")),
+        };
+        let (private_ip, eip) = match object.get("backup_data") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(data)) => (ip_field(data, "private_ip")?, ip_field(data, "eip")?),
+            Some(_) => return Err(ItemError::new("backup_data", "must be an object")),
+        };
+
+        let document = Value::Object(object).to_string();
+        Ok(Self {
+            project_id,
+            id,
+            name,
+            status,
+            checkpoint_id,
+            resource_id,
+            resource_type,
+            resource_name,
+            resource_az,
+            image_type,
+            policy_id,
+            private_ip,
+            eip,
+            created_at,
+            updated_at,
+            protected_at,
+            document,
+        })
+    }
+}
+
+fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, ItemError> {
+    match object.get(field) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(ItemError::new(field, "must be a string")),
+        None => Err(ItemError::new(field, "is required")),
+    }
+}
+
+fn bounded_text(field: &str, text: &str) -> Result<String, ItemError> {
+    TextValue::parse(field, text)
+        .map(|value| value.as_str().to_owned())
+        .map_err(|e| ItemError::new(field, e.reason))
+}
+
+fn optional_string(
+    object: &Map<String, Value>,
+    parent: &str,
+    field: &str,
+) -> Result<Option<String>, ItemError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.chars().count() <= TextValue::MAX_CHARS => {
+            Ok(Some(text.clone()))
+        }
+        Some(Value::String(_)) => Err(ItemError::new(
+            format!("{parent}.{field}"),
+            "must be at most 255 characters long",
+        )),
+        Some(_) => Err(ItemError::new(
+            format!("{parent}.{field}"),
+            "must be a string or null",
+        )),
+    }
+}
+
+/// Reads a UUID field and writes its canonical form back into the document.
+fn uuid_field(object: &mut Map<String, Value>, field: &str) -> Result<ItemId, ItemError> {
+    let text = required_string(object, field)?;
+    let id = ItemId::parse(field, &text).map_err(|e| ItemError::new(field, e.reason))?;
+    object.insert(field.into(), Value::String(id.as_str().to_owned()));
+    Ok(id)
+}
+
+/// Reads an optional time field and writes its canonical wire form back into the document.
+fn time_field(object: &mut Map<String, Value>, field: &str) -> Result<Option<Micros>, ItemError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => {
+            let micros =
+                parse_timestamp(field, text).map_err(|e| ItemError::new(field, e.reason))?;
+            object.insert(field.into(), Value::String(format_timestamp(micros)));
+            Ok(Some(micros))
+        }
+        Some(_) => Err(ItemError::new(field, "must be a time string or null")),
+    }
+}
+
+/// An address in `backup_data`: canonical when valid. Empty strings and values that are no
+/// address (real engines report `""` for a server without a public IP) are kept in the
+/// document but match no `ip` filter.
+fn ip_field(data: &Map<String, Value>, field: &str) -> Result<Option<String>, ItemError> {
+    match data.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(normalize_ip(field, text).ok()),
+        Some(_) => Err(ItemError::new(
+            format!("backup_data.{field}"),
+            "must be a string or null",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Parsed from text, not built with `json!`, so that number spellings survive.
+    fn example() -> Value {
+        serde_json::from_str(
+            r#"{"id": "7B99ACFD-18C3-4F26-9D39-B4EBD2EA3E12", "name": "backup-c2c", "description": "nightly",
+             "status": "available", "checkpoint_id": "2eefe592-8424-4778-8d0d-962c8a5dd6a4",
+             "resource_id": "f8ddc472-cf00-4384-851e-5f2a68c33762", "resource_type": "OS::Nova::Server",
+             "created_at": "2018-08-14T07:53:15.663766", "updated_at": "2018-08-17T04:33:58.025327",
+             "protected_at": null, "tags": [],
+             "backup_data": {"eip": "80.158.17.102", "private_ip": "192.168.0.209", "ram": 8192},
+             "extend_info": {"average_speed": 25.2, "space_saving_ratio": 6.5, "copy_from": null,
+               "resource_az": "eu-de-02", "resource_name": "ecs-web-01", "image_type": "backup",
+               "future_key": {"nested": [1, 2.50, null]}},
+             "project_id": "tenant-a", "policy_id": null}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_complete_item_is_accepted_and_its_document_kept() {
+        let record = BackupRecord::from_json(example()).unwrap();
+        assert_eq!(record.project_id.as_str(), "tenant-a");
+        assert_eq!(record.id.as_str(), "7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12");
+        assert_eq!(record.policy_id, None);
+        assert_eq!(record.resource_name.as_deref(), Some("ecs-web-01"));
+        assert_eq!(record.resource_az.as_deref(), Some("eu-de-02"));
+        assert_eq!(record.image_type.as_deref(), Some("backup"));
+        assert_eq!(record.private_ip.as_deref(), Some("192.168.0.209"));
+        assert_eq!(record.eip.as_deref(), Some("80.158.17.102"));
+        assert_eq!(
+            format_timestamp(record.created_at),
+            "2018-08-14T07:53:15.663766"
+        );
+        let document: Value = serde_json::from_str(&record.document).unwrap();
+        assert!(document.get("project_id").is_none());
+        assert!(document.get("policy_id").is_none());
+        assert_eq!(document["id"], "7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12");
+        assert!(record.document.contains("\"average_speed\":25.2"));
+        assert!(record.document.contains("\"nested\":[1,2.50,null]"));
+        assert!(record.document.contains("\"copy_from\":null"));
+        assert!(document["protected_at"].is_null());
+    }
+
+    #[test]
+    fn updated_at_defaults_to_created_at() {
+        let mut value = example();
+        value.as_object_mut().unwrap().remove("updated_at");
+        let record = BackupRecord::from_json(value).unwrap();
+        assert_eq!(record.updated_at, record.created_at);
+        assert!(record
+            .document
+            .contains("\"updated_at\":\"2018-08-14T07:53:15.663766\""));
+    }
+
+    #[test]
+    fn times_with_zones_are_stored_in_utc() {
+        let mut value = example();
+        value["created_at"] = json!("2018-08-14T09:53:15+02:00");
+        let record = BackupRecord::from_json(value).unwrap();
+        assert!(record
+            .document
+            .contains("\"created_at\":\"2018-08-14T07:53:15.000000\""));
+    }
+
+    #[test]
+    fn refused_items_name_the_field() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("project_id");
+                }),
+                "project_id",
+            ),
+            (Box::new(|v| v["project_id"] = json!("a b")), "project_id"),
+            (Box::new(|v| v["policy_id"] = json!(5)), "policy_id"),
+            (Box::new(|v| v["id"] = json!("x")), "id"),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("id");
+                }),
+                "id",
+            ),
+            (Box::new(|v| v["checkpoint_id"] = json!(1)), "checkpoint_id"),
+            (Box::new(|v| v["status"] = json!("gone")), "status"),
+            (Box::new(|v| v["name"] = json!(null)), "name"),
+            (Box::new(|v| v["resource_id"] = json!("")), "resource_id"),
+            (
+                Box::new(|v| v["created_at"] = json!("2018-08-14")),
+                "created_at",
+            ),
+            (Box::new(|v| v["updated_at"] = json!(5)), "updated_at"),
+            (
+                Box::new(|v| v["protected_at"] = json!("never")),
+                "protected_at",
+            ),
+            (Box::new(|v| v["tags"] = json!({})), "tags"),
+            (Box::new(|v| v["extend_info"] = json!([])), "extend_info"),
+            (
+                Box::new(|v| v["extend_info"]["resource_name"] = json!(5)),
+                "extend_info.resource_name",
+            ),
+            (
+                Box::new(|v| v["backup_data"]["eip"] = json!(5)),
+                "backup_data.eip",
+            ),
+            (Box::new(|v| v["description"] = json!(5)), "description"),
+        ];
+        for (mutate, field) in cases {
+            let mut value = example();
+            mutate(&mut value);
+            let err = BackupRecord::from_json(value).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+        }
+        assert_eq!(
+            BackupRecord::from_json(json!([])).unwrap_err().field,
+            "(item)"
+        );
+    }
+
+    #[test]
+    fn addresses_that_are_not_ips_match_no_filter_but_stay_in_the_document() {
+        let mut value = example();
+        value["backup_data"]["eip"] = json!("");
+        value["backup_data"]["private_ip"] = json!("2001:DB8::0:1");
+        let record = BackupRecord::from_json(value).unwrap();
+        assert_eq!(record.eip, None);
+        assert_eq!(record.private_ip.as_deref(), Some("2001:db8::1"));
+        assert!(record.document.contains("\"private_ip\":\"2001:DB8::0:1\""));
+    }
+}

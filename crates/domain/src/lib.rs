@@ -1,0 +1,27 @@
+//! The backup item ("checkpoint item") model of the CSBS query service.
+//!
+//! Everything here is plain data with constructors that validate: a value of one of these types
+//! is known to be good, so the storage and HTTP layers never re-check it. Nothing in this crate
+//! knows about HTTP, SQL or configuration.
+
+mod filter;
+mod ids;
+mod ip;
+mod item;
+mod page;
+mod param_error;
+mod query_params;
+mod sort;
+mod status;
+mod time;
+
+pub use filter::{BackupFilter, Criteria, TenantScope};
+pub use ids::{ItemId, ProjectId, TextValue};
+pub use ip::normalize_ip;
+pub use item::{BackupRecord, ItemError};
+pub use page::{PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+pub use param_error::ParamError;
+pub use query_params::{parse_bool, CountQuery, ListQuery};
+pub use sort::{SortDirection, SortKey, SortSpec};
+pub use status::BackupStatus;
+pub use time::{format_timestamp, parse_timestamp, Micros};

@@ -1,0 +1,422 @@
+//! From the query string as it came (pairs of strings) to validated queries.
+//!
+//! This is the first of the three stages of a query: wire parameters → validated criteria →
+//! SQL. Every refusal names the parameter, and any parameter this service does not know is
+//! refused, because a mistyped filter must never silently widen a count.
+
+use crate::{
+    normalize_ip, parse_timestamp, BackupStatus, Criteria, ItemId, PageRequest, ParamError,
+    SortSpec, TextValue, MAX_PAGE_LIMIT,
+};
+
+/// A validated `count` query.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CountQuery {
+    /// The filter criteria.
+    pub criteria: Criteria,
+    /// Whether the caller asked to drop the tenant scope.
+    pub all_tenants: bool,
+}
+
+/// A validated `list` query.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    /// The filter criteria.
+    pub criteria: Criteria,
+    /// Whether the caller asked to drop the tenant scope.
+    pub all_tenants: bool,
+    /// The order of the items.
+    pub sort: SortSpec,
+    /// Which page.
+    pub page: PageRequest,
+}
+
+impl CountQuery {
+    /// Validates the query string of a count. `limit`, `marker`, `offset` and `sort` are
+    /// accepted and ignored, as one public SDK sends them with every count.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
+        let mut parsed = Parsed::default();
+        for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            if !matches!(key, "limit" | "marker" | "offset" | "sort") {
+                parsed.take(key, value)?;
+            }
+        }
+        Ok(Self {
+            criteria: parsed.finish_criteria()?,
+            all_tenants: parsed.all_tenants.unwrap_or(false),
+        })
+    }
+}
+
+impl ListQuery {
+    /// Validates the query string of a list.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
+        let mut parsed = Parsed::default();
+        let mut limit = None;
+        let mut marker = None;
+        let mut offset = None;
+        let mut sort = None;
+        for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            match key {
+                "limit" => set_once(&mut limit, key, parse_limit(key, value)?)?,
+                "marker" => set_once(
+                    &mut marker,
+                    key,
+                    ItemId::parse(key, non_empty(key, value)?)?,
+                )?,
+                "offset" => set_once(&mut offset, key, parse_offset(key, value)?)?,
+                "sort" => set_once(
+                    &mut sort,
+                    key,
+                    SortSpec::parse(key, non_empty(key, value)?)?,
+                )?,
+                _ => parsed.take(key, value)?,
+            }
+        }
+        let defaults = PageRequest::default();
+        Ok(Self {
+            criteria: parsed.finish_criteria()?,
+            all_tenants: parsed.all_tenants.unwrap_or(false),
+            sort: sort.unwrap_or_default(),
+            page: PageRequest {
+                limit: limit.unwrap_or(defaults.limit),
+                marker,
+                offset: offset.unwrap_or(defaults.offset),
+            },
+        })
+    }
+}
+
+/// Parses the booleans that clients send: `true/false/yes/no/y/n/1/0` in any case (Python
+/// SDKs send `True`).
+pub fn parse_bool(parameter: &str, value: &str) -> Result<bool, ParamError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "y" | "1" => Ok(true),
+        "false" | "no" | "n" | "0" => Ok(false),
+        _ => Err(ParamError::new(
+            parameter,
+            format!("'{value}' is not a boolean (expected true/false, yes/no, y/n or 1/0)"),
+        )),
+    }
+}
+
+/// The filter parameters and flags shared by count and list, gathered pair by pair.
+#[derive(Default)]
+struct Parsed {
+    criteria: Criteria,
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    all_tenants: Option<bool>,
+    dec: Option<bool>,
+}
+
+impl Parsed {
+    fn take(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
+        let c = &mut self.criteria;
+        let text = |v: &str| TextValue::parse(key, v);
+        match key {
+            "status" => c
+                .statuses
+                .push(BackupStatus::parse(key, non_empty(key, value)?)?),
+            "name" => c.names.push(text(value)?),
+            "resource_name" => c.resource_names.push(text(value)?),
+            "resource_id" => c.resource_ids.push(text(value)?),
+            "checkpoint_id" => c
+                .checkpoint_ids
+                .push(ItemId::parse(key, non_empty(key, value)?)?),
+            "resource_type" => c.resource_types.push(text(value)?),
+            "az" => c.azs.push(text(value)?),
+            "image_type" => c.image_types.push(text(value)?),
+            "policy_id" => c.policy_ids.push(text(value)?),
+            "ip" => c.ips.push(normalize_ip(key, non_empty(key, value)?)?),
+            "start_time" => self
+                .starts
+                .push(parse_timestamp(key, non_empty(key, value)?)?),
+            "end_time" => self
+                .ends
+                .push(parse_timestamp(key, non_empty(key, value)?)?),
+            "all_tenants" => set_once(
+                &mut self.all_tenants,
+                key,
+                parse_bool(key, non_empty(key, value)?)?,
+            )?,
+            // The Huawei dedicated-cloud flag: validated, then ignored.
+            "dec" => set_once(&mut self.dec, key, parse_bool(key, non_empty(key, value)?)?)?,
+            "" => {
+                return Err(ParamError::new(
+                    "(empty name)",
+                    "a query parameter has no name",
+                ))
+            }
+            _ => return Err(ParamError::new(key, "unknown query parameter")),
+        }
+        Ok(())
+    }
+
+    /// Folds the time bounds: several `start_time` values are alternatives (OR), so the
+    /// earliest one bounds the result; likewise the latest `end_time`.
+    fn finish_criteria(&mut self) -> Result<Criteria, ParamError> {
+        let mut criteria = std::mem::take(&mut self.criteria);
+        criteria.created_from = self.starts.iter().copied().min();
+        criteria.created_to = self.ends.iter().copied().max();
+        if let (Some(from), Some(to)) = (criteria.created_from, criteria.created_to) {
+            if from > to {
+                return Err(ParamError::new(
+                    "start_time",
+                    "must not be later than end_time",
+                ));
+            }
+        }
+        Ok(criteria)
+    }
+}
+
+fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str, ParamError> {
+    if value.is_empty() {
+        Err(ParamError::new(key, "must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), ParamError> {
+    if slot.is_some() {
+        return Err(ParamError::new(key, "may be given only once"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn parse_limit(key: &str, value: &str) -> Result<u32, ParamError> {
+    let refuse = || {
+        ParamError::new(
+            key,
+            format!("'{value}' is not an integer from 1 to {MAX_PAGE_LIMIT}"),
+        )
+    };
+    let limit: u32 = strict_integer(value).ok_or_else(refuse)?;
+    if (1..=MAX_PAGE_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(refuse())
+    }
+}
+
+fn parse_offset(key: &str, value: &str) -> Result<u64, ParamError> {
+    strict_integer::<u64>(value)
+        .filter(|offset| i64::try_from(*offset).is_ok())
+        .ok_or_else(|| ParamError::new(key, format!("'{value}' is not an integer of 0 or more")))
+}
+
+/// An unsigned decimal integer with nothing around it (`+5`, ` 5` and `5.0` are refused).
+fn strict_integer<T: std::str::FromStr>(value: &str) -> Option<T> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SortDirection, SortKey};
+
+    fn list(query: &[(&str, &str)]) -> Result<ListQuery, ParamError> {
+        ListQuery::from_pairs(query)
+    }
+
+    fn count(query: &[(&str, &str)]) -> Result<CountQuery, ParamError> {
+        CountQuery::from_pairs(query)
+    }
+
+    #[test]
+    fn no_parameters_is_everything_but_deleted() {
+        let query = list(&[]).unwrap();
+        assert_eq!(query.criteria, Criteria::default());
+        assert!(!query.all_tenants);
+        assert_eq!(query.page, PageRequest::default());
+        assert_eq!(query.sort, SortSpec::default());
+        assert!(!query
+            .criteria
+            .effective_statuses()
+            .contains(&BackupStatus::Deleted));
+    }
+
+    #[test]
+    fn repeated_filters_are_alternatives() {
+        let query = count(&[
+            ("status", "error"),
+            ("status", "deleting"),
+            ("name", "a"),
+            ("name", "b"),
+        ])
+        .unwrap();
+        assert_eq!(
+            query.criteria.statuses,
+            vec![BackupStatus::Error, BackupStatus::Deleting]
+        );
+        assert_eq!(query.criteria.names.len(), 2);
+    }
+
+    #[test]
+    fn every_filter_is_read() {
+        let query = list(&[
+            ("status", "deleted"),
+            ("name", "web"),
+            ("resource_name", "ecs"),
+            ("resource_id", "r-1"),
+            ("checkpoint_id", "2EEFE592-8424-4778-8D0D-962C8A5DD6A4"),
+            ("resource_type", "OS::Nova::Server"),
+            ("az", "eu-de-02"),
+            ("image_type", "backup"),
+            ("policy_id", "p-1"),
+            ("ip", "2001:DB8::1"),
+            ("start_time", "2020-01-01T00:00:00"),
+            ("end_time", "2020-01-02T00:00:00+01:00"),
+            ("all_tenants", "True"),
+            ("dec", "0"),
+            ("limit", "10"),
+            ("marker", "7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12"),
+            ("offset", "5"),
+            ("sort", "name:asc"),
+        ])
+        .unwrap();
+        let c = &query.criteria;
+        assert_eq!(c.statuses, vec![BackupStatus::Deleted]);
+        assert_eq!(
+            c.checkpoint_ids[0].as_str(),
+            "2eefe592-8424-4778-8d0d-962c8a5dd6a4"
+        );
+        assert_eq!(c.ips, vec!["2001:db8::1".to_owned()]);
+        assert_eq!(c.created_from, Some(1_577_836_800_000_000));
+        assert_eq!(c.created_to, Some(1_577_919_600_000_000));
+        assert!(query.all_tenants);
+        assert_eq!(query.page.limit, 10);
+        assert_eq!(query.page.offset, 5);
+        assert!(query.page.marker.is_some());
+        assert_eq!(query.sort.keys()[0], (SortKey::Name, SortDirection::Asc));
+        for (field, len) in [
+            (c.names.len(), 1),
+            (c.resource_names.len(), 1),
+            (c.resource_ids.len(), 1),
+            (c.resource_types.len(), 1),
+            (c.azs.len(), 1),
+            (c.image_types.len(), 1),
+            (c.policy_ids.len(), 1),
+        ] {
+            assert_eq!(field, len);
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_parameter() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("status", "availble")], "status"),
+            (&[("status", "")], "status"),
+            (&[("name", "")], "name"),
+            (&[("resource_name", "")], "resource_name"),
+            (&[("resource_id", "")], "resource_id"),
+            (&[("checkpoint_id", "x")], "checkpoint_id"),
+            (&[("resource_type", "")], "resource_type"),
+            (&[("az", "")], "az"),
+            (&[("image_type", "")], "image_type"),
+            (&[("policy_id", "")], "policy_id"),
+            (&[("ip", "300.1.1.1")], "ip"),
+            (&[("ip", "")], "ip"),
+            (&[("start_time", "yesterday")], "start_time"),
+            (&[("end_time", "2020-01-01")], "end_time"),
+            (
+                &[
+                    ("start_time", "2020-01-02T00:00:00"),
+                    ("end_time", "2020-01-01T00:00:00"),
+                ],
+                "start_time",
+            ),
+            (&[("all_tenants", "maybe")], "all_tenants"),
+            (&[("all_tenants", "")], "all_tenants"),
+            (&[("all_tenants", "1"), ("all_tenants", "1")], "all_tenants"),
+            (&[("dec", "2")], "dec"),
+            (&[("limit", "0")], "limit"),
+            (&[("limit", "1001")], "limit"),
+            (&[("limit", "-1")], "limit"),
+            (&[("limit", "ten")], "limit"),
+            (&[("limit", "")], "limit"),
+            (&[("limit", "5"), ("limit", "6")], "limit"),
+            (&[("offset", "-1")], "offset"),
+            (&[("offset", "1.5")], "offset"),
+            (&[("offset", "99999999999999999999")], "offset"),
+            (&[("marker", "abc")], "marker"),
+            (&[("marker", "")], "marker"),
+            (&[("sort", "size")], "sort"),
+            (&[("sort", "")], "sort"),
+            (&[("stauts", "available")], "stauts"),
+            (&[("project_id", "x")], "project_id"),
+        ];
+        for (query, parameter) in cases {
+            let err = list(query).unwrap_err();
+            assert_eq!(err.parameter, *parameter, "{query:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn count_ignores_paging_but_not_filters() {
+        let query = count(&[
+            ("limit", "-5"),
+            ("marker", ""),
+            ("offset", "x"),
+            ("sort", "bogus"),
+        ])
+        .unwrap();
+        assert_eq!(query, CountQuery::default());
+        assert_eq!(
+            count(&[("stauts", "error")]).unwrap_err().parameter,
+            "stauts"
+        );
+        assert_eq!(
+            count(&[("all_tenants", "nope")]).unwrap_err().parameter,
+            "all_tenants"
+        );
+    }
+
+    #[test]
+    fn booleans() {
+        for (input, expected) in [
+            ("true", Some(true)),
+            ("True", Some(true)),
+            ("YES", Some(true)),
+            ("y", Some(true)),
+            ("1", Some(true)),
+            ("false", Some(false)),
+            ("False", Some(false)),
+            ("no", Some(false)),
+            ("N", Some(false)),
+            ("0", Some(false)),
+            ("2", None),
+            ("on", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_bool("all_tenants", input).ok(), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn several_time_bounds_widen() {
+        let query = count(&[
+            ("start_time", "2020-01-05T00:00:00"),
+            ("start_time", "2020-01-03T00:00:00"),
+            ("end_time", "2020-01-04T00:00:00"),
+            ("end_time", "2020-01-06T00:00:00"),
+        ])
+        .unwrap();
+        assert_eq!(
+            query.criteria.created_from,
+            parse_timestamp("t", "2020-01-03T00:00:00").ok()
+        );
+        assert_eq!(
+            query.criteria.created_to,
+            parse_timestamp("t", "2020-01-06T00:00:00").ok()
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Connections: the backend chosen by the URL scheme, and every connection set up the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::StorageError;
+
+/// A connection to either backend. Queries written against it run unchanged on both; code
+/// that must differ (upserts, advisory locks) matches on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A parsed database URL: `postgres://…` / `postgresql://…`, or `sqlite://PATH`.
+///
+/// The scheme is required so that a typo never silently creates an empty SQLite file.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    /// A libpq connection URL; may hold a password, so it is a secret.
+    Postgres(SecretString),
+    /// The path of the SQLite file.
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Parses `url`; the error never repeats the URL, which may hold a password.
+    pub fn parse(url: &str) -> Result<Self, StorageError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(SecretString::from(url.to_owned())));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path.contains(":memory:") || path.starts_with("file:") {
+                return Err(StorageError::Configuration(
+                    "sqlite:// needs a file path (an in-memory database would be a different \
+                     database on every pooled connection)"
+                        .into(),
+                ));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        Err(StorageError::Configuration(
+            "the database URL must start with postgres://, postgresql:// or sqlite://".into(),
+        ))
+    }
+
+    /// The backend the URL selects.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => redact_password(url.expose_secret()),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            let masked = if user_info.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            let tail = redact_query_password(tail);
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => format!("{scheme}://{authority}{}", redact_query_password(tail)),
+    }
+}
+
+/// libpq also takes `?password=…` in the query string.
+fn redact_query_password(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            if pair.starts_with("password=") {
+                "password=***".to_owned()
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// How each new connection is set up.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Cancel any statement running longer than this (PostgreSQL). Zero disables it.
+    pub statement_timeout: Duration,
+    /// Give up connecting after this long (PostgreSQL).
+    pub connect_timeout: Duration,
+    /// How long SQLite waits for a lock held by another writer before answering busy.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens one connection to `url`, set up as every pooled connection is. The error is the
+/// database's own (r2d2 can hide it), with no password in it.
+pub fn establish(
+    url: &DatabaseUrl,
+    settings: &ConnectionSettings,
+) -> Result<DbConnection, StorageError> {
+    match url {
+        DatabaseUrl::Postgres(secret) => {
+            let url = with_libpq_defaults(secret.expose_secret(), settings);
+            let mut conn = PgConnection::establish(&url)
+                .map_err(|e| StorageError::Unavailable(scrub(&e.to_string(), secret)))?;
+            // Set per session, not in the URL, so a URL with its own `options` keeps them.
+            conn.batch_execute(&format!(
+                "SET statement_timeout = {}",
+                settings.statement_timeout.as_millis()
+            ))
+            .map_err(StorageError::from)?;
+            Ok(DbConnection::Postgresql(conn))
+        }
+        DatabaseUrl::Sqlite(path) => {
+            create_parent_dir(path)?;
+            let path_text = path.to_str().ok_or_else(|| {
+                StorageError::Configuration("the SQLite path is not valid UTF-8".into())
+            })?;
+            let mut conn = SqliteConnection::establish(path_text)
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            // `case_sensitive_like` makes LIKE match PostgreSQL's (the `name` filter is
+            // case-sensitive); WAL lets readers run beside the writer; the busy timeout turns a
+            // short lock wait into a wait rather than an error.
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
+                 PRAGMA case_sensitive_like = ON; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = FULL;",
+                settings.sqlite_busy_timeout.as_millis()
+            ))
+            .map_err(StorageError::from)?;
+            Ok(DbConnection::Sqlite(conn))
+        }
+    }
+}
+
+/// Adds a connect timeout and TCP keepalives unless the URL sets them, so that a dead server
+/// is noticed in seconds rather than minutes.
+fn with_libpq_defaults(url: &str, settings: &ConnectionSettings) -> String {
+    let mut url = url.to_owned();
+    let defaults = [
+        (
+            "connect_timeout",
+            settings.connect_timeout.as_secs().max(1).to_string(),
+        ),
+        ("keepalives", "1".into()),
+        ("keepalives_idle", "10".into()),
+        ("keepalives_interval", "5".into()),
+        ("keepalives_count", "3".into()),
+    ];
+    for (key, value) in defaults {
+        let present = url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with(&format!("{key}="))));
+        if !present {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("{key}={value}"));
+        }
+    }
+    url
+}
+
+/// libpq's messages can quote the connection string; never let the password through.
+fn scrub(message: &str, url: &SecretString) -> String {
+    let url = url.expose_secret();
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(password) => message.replace(password, "***"),
+        None => message.to_owned(),
+    }
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), StorageError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StorageError::Configuration(format!(
+                    "cannot create the folder {} for the SQLite file: {e}",
+                    parent.display()
+                ))
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_select_the_backend() {
+        let cases = [
+            ("postgres://u:p@h/db", Some(Backend::Postgres)),
+            ("postgresql://h/db", Some(Backend::Postgres)),
+            ("sqlite://data/csbs.db", Some(Backend::Sqlite)),
+            ("sqlite:///tmp/x.db", Some(Backend::Sqlite)),
+            ("sqlite://", None),
+            ("sqlite://:memory:", None),
+            ("data/csbs.db", None),
+            ("mysql://h/db", None),
+            ("", None),
+        ];
+        for (url, backend) in cases {
+            assert_eq!(
+                DatabaseUrl::parse(url).ok().map(|u| u.backend()),
+                backend,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/csbs",
+                "postgres://app:***@db:5432/csbs",
+            ),
+            ("postgres://app@db/csbs", "postgres://app@db/csbs"),
+            (
+                "postgres://db/csbs?user=a&password=s3cret",
+                "postgres://db/csbs?user=a&password=***",
+            ),
+            (
+                "postgresql://app:p%40ss@db/csbs",
+                "postgresql://app:***@db/csbs",
+            ),
+        ];
+        for (url, redacted) in cases {
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            assert_eq!(parsed.redacted(), redacted);
+            assert_eq!(format!("{parsed:?}"), redacted);
+        }
+        let secret = SecretString::from("postgres://app:s3cret@db/csbs".to_owned());
+        assert_eq!(
+            scrub("bad password s3cret for app", &secret),
+            "bad password *** for app"
+        );
+    }
+
+    #[test]
+    fn libpq_defaults_do_not_override_the_url() {
+        let settings = ConnectionSettings::default();
+        let url = with_libpq_defaults("postgres://h/db?connect_timeout=9", &settings);
+        assert!(url.contains("connect_timeout=9"));
+        assert!(!url.contains("connect_timeout=2"));
+        assert!(url.contains("&keepalives=1"));
+        let url = with_libpq_defaults("postgres://h/db", &settings);
+        assert!(url.starts_with("postgres://h/db?connect_timeout=2&"));
+    }
+}

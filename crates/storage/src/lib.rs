@@ -1,0 +1,22 @@
+//! The backup item repository of the CSBS query service.
+//!
+//! One diesel code path serves PostgreSQL (production) and SQLite (the embedded default); the
+//! backend is chosen by the database URL's scheme. Queries are built in three stages: a
+//! validated [`csbs_domain::BackupFilter`] becomes one `.filter()` per criterion on a boxed
+//! query (`filters`), which count and list share, so the two always agree.
+
+mod connection;
+mod errors;
+mod filters;
+mod migrations;
+mod ordering;
+mod pool;
+mod repository;
+mod rows;
+mod schema;
+pub mod testing;
+
+pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
+pub use errors::StorageError;
+pub use pool::{Pool, PoolSettings};
+pub use repository::{ItemPage, Repository, StoredItem};

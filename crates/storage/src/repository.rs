@@ -1,0 +1,266 @@
+//! The backup item repository: every query the service makes, on either backend.
+
+use csbs_domain::{
+    BackupFilter, BackupRecord, BackupStatus, ItemId, PageRequest, ProjectId, SortSpec, TenantScope,
+};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+
+use crate::connection::{Backend, DatabaseUrl, DbConnection};
+use crate::filters::filtered;
+use crate::migrations;
+use crate::ordering::{after_marker, full_order, order_by, MarkerRow, MARKER_COLUMNS};
+use crate::pool::{build_pool, Pool, PoolSettings};
+use crate::rows::NewItemRow;
+use crate::schema::backup_items;
+use crate::StorageError;
+
+/// Rows per INSERT statement: far below SQLite's 32,766 and PostgreSQL's 65,535 bind
+/// parameters at 17 columns a row.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemPage {
+    /// The item documents (JSON text), in order.
+    pub documents: Vec<String>,
+    /// The id of the last item of the page: the `marker` of the next one.
+    pub last_id: Option<String>,
+    /// Whether at least one more item follows this page.
+    pub has_more: bool,
+}
+
+/// One stored item, as `show` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItem {
+    pub status: BackupStatus,
+    /// The item document (JSON text).
+    pub document: String,
+}
+
+/// Access to the backup items. Cheap to clone: clones share one pool.
+///
+/// Every method blocks on the database; call them from a blocking thread.
+#[derive(Clone)]
+pub struct Repository {
+    pool: Pool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+type PooledConnection = r2d2::PooledConnection<crate::pool::ConnectionManager>;
+
+impl Repository {
+    /// A repository over a new pool for `url`. Does not connect: see [`Repository::migrate`].
+    pub fn open(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Self, StorageError> {
+        Ok(Self {
+            pool: build_pool(url, settings)?,
+            backend: url.backend(),
+        })
+    }
+
+    /// The backend behind this repository.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool's current state: (connections open, connections idle).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    fn connection(&self) -> Result<PooledConnection, StorageError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub fn migrate(&self) -> Result<usize, StorageError> {
+        migrations::run_migrations(&mut *self.connection()?)
+    }
+
+    /// Whether the database answers and every migration is applied.
+    pub fn is_ready(&self) -> Result<bool, StorageError> {
+        migrations::migrations_complete(&mut *self.connection()?)
+    }
+
+    /// How many items `filter` selects.
+    pub fn count(&self, filter: &BackupFilter) -> Result<u64, StorageError> {
+        let mut conn = self.connection()?;
+        let count: i64 = filtered(filter).count().get_result(&mut *conn)?;
+        u64::try_from(count).map_err(|_| StorageError::CorruptRow("negative count".into()))
+    }
+
+    /// One page of the items `filter` selects, in `sort` order.
+    ///
+    /// A marker that names no item in the filter's tenant scope is
+    /// [`StorageError::UnknownMarker`]; the marker item itself need not match the other
+    /// criteria (it may have changed status since the previous page).
+    pub fn list(
+        &self,
+        filter: &BackupFilter,
+        sort: &SortSpec,
+        page: &PageRequest,
+    ) -> Result<ItemPage, StorageError> {
+        let mut conn = self.connection()?;
+        let across_tenants = filter.scope == TenantScope::AllTenants;
+        let order = full_order(sort.keys(), across_tenants);
+
+        let mut query = order_by(filtered(filter), &order);
+        if let Some(marker) = &page.marker {
+            let marker_row = self.marker_row(&mut conn, &filter.scope, marker)?;
+            query = query.filter(after_marker(&order, &marker_row));
+        }
+        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+        let rows: Vec<(String, String)> = query
+            .select((backup_items::id, backup_items::document))
+            .offset(offset)
+            .limit(i64::from(page.limit) + 1)
+            .load(&mut *conn)?;
+
+        let has_more = rows.len() > page.limit as usize;
+        let mut documents = Vec::with_capacity(rows.len().min(page.limit as usize));
+        let mut last_id = None;
+        for (id, document) in rows.into_iter().take(page.limit as usize) {
+            documents.push(document);
+            last_id = Some(id);
+        }
+        Ok(ItemPage {
+            documents,
+            last_id,
+            has_more,
+        })
+    }
+
+    fn marker_row(
+        &self,
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        marker: &ItemId,
+    ) -> Result<MarkerRow, StorageError> {
+        let mut query = backup_items::table
+            .select(MARKER_COLUMNS)
+            .filter(backup_items::id.eq(marker.as_str()))
+            .order(backup_items::project_id.asc())
+            .into_boxed();
+        if let TenantScope::Project(project) = scope {
+            query = query.filter(backup_items::project_id.eq(project.as_str()));
+        }
+        query
+            .first::<MarkerRow>(conn)
+            .optional()?
+            .ok_or(StorageError::UnknownMarker)
+    }
+
+    /// The item `id` of `project`, whatever its status.
+    pub fn find(
+        &self,
+        project: &ProjectId,
+        id: &ItemId,
+    ) -> Result<Option<StoredItem>, StorageError> {
+        let mut conn = self.connection()?;
+        let row: Option<(String, String)> = backup_items::table
+            .select((backup_items::status, backup_items::document))
+            .filter(backup_items::project_id.eq(project.as_str()))
+            .filter(backup_items::id.eq(id.as_str()))
+            .first(&mut *conn)
+            .optional()?;
+        row.map(|(status, document)| {
+            let status = status
+                .parse()
+                .map_err(|()| StorageError::CorruptRow(format!("unknown status '{status}'")))?;
+            Ok(StoredItem { status, document })
+        })
+        .transpose()
+    }
+
+    /// Inserts or replaces `records` (by tenant and id) in one transaction; returns how many
+    /// rows were written. A record identical to the stored one is left alone, so importing the
+    /// same data twice changes nothing.
+    pub fn upsert(&self, records: &[BackupRecord]) -> Result<usize, StorageError> {
+        let mut conn = self.connection()?;
+        let rows: Vec<NewItemRow<'_>> = records.iter().map(NewItemRow::from).collect();
+        conn.transaction(|conn| {
+            let mut written = 0;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                written += upsert_rows(conn, chunk)?;
+            }
+            Ok(written)
+        })
+    }
+}
+
+/// The upsert differs per backend in batching and in how "policy differs, NULLs included"
+/// is spelt.
+fn upsert_rows(conn: &mut DbConnection, rows: &[NewItemRow<'_>]) -> QueryResult<usize> {
+    // `.filter` on an upsert is the WHERE of its DO UPDATE; the trait is not in the prelude.
+    use crate::schema::backup_items::dsl::{
+        backup_items as items, checkpoint_id, created_at_us, document, eip, id, image_type, name,
+        policy_id, private_ip, project_id, protected_at_us, resource_az, resource_id,
+        resource_name, resource_type, status, updated_at_us, version,
+    };
+    use diesel::query_dsl::methods::FilterDsl;
+
+    macro_rules! replace_all {
+        () => {
+            (
+                name.eq(excluded(name)),
+                status.eq(excluded(status)),
+                checkpoint_id.eq(excluded(checkpoint_id)),
+                resource_id.eq(excluded(resource_id)),
+                resource_type.eq(excluded(resource_type)),
+                resource_name.eq(excluded(resource_name)),
+                resource_az.eq(excluded(resource_az)),
+                image_type.eq(excluded(image_type)),
+                policy_id.eq(excluded(policy_id)),
+                private_ip.eq(excluded(private_ip)),
+                eip.eq(excluded(eip)),
+                created_at_us.eq(excluded(created_at_us)),
+                updated_at_us.eq(excluded(updated_at_us)),
+                protected_at_us.eq(excluded(protected_at_us)),
+                version.eq(version + 1),
+                document.eq(excluded(document)),
+            )
+        };
+    }
+
+    match conn {
+        DbConnection::Postgresql(pg) => diesel::insert_into(items)
+            .values(rows)
+            .on_conflict((project_id, id))
+            .do_update()
+            .set(replace_all!())
+            .filter(
+                document
+                    .ne(excluded(document))
+                    .or(policy_id.is_distinct_from(excluded(policy_id))),
+            )
+            .execute(pg),
+        // diesel has no multi-row upsert for SQLite; one cached statement per row inside the
+        // caller's transaction costs no fsync per row and is as fast.
+        DbConnection::Sqlite(sqlite) => {
+            let mut written = 0;
+            for row in rows {
+                written += diesel::insert_into(items)
+                    .values(row)
+                    .on_conflict((project_id, id))
+                    .do_update()
+                    .set(replace_all!())
+                    .filter(
+                        document
+                            .ne(excluded(document))
+                            .or(policy_id.is_not(excluded(policy_id))),
+                    )
+                    .execute(sqlite)?;
+            }
+            Ok(written)
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The row written for a [`BackupRecord`].
+
+use csbs_domain::BackupRecord;
+use diesel::prelude::*;
+
+use crate::schema::backup_items;
+
+/// An insertable row borrowing from its record.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = backup_items)]
+pub(crate) struct NewItemRow<'a> {
+    pub project_id: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub status: &'a str,
+    pub checkpoint_id: &'a str,
+    pub resource_id: &'a str,
+    pub resource_type: &'a str,
+    pub resource_name: Option<&'a str>,
+    pub resource_az: Option<&'a str>,
+    pub image_type: Option<&'a str>,
+    pub policy_id: Option<&'a str>,
+    pub private_ip: Option<&'a str>,
+    pub eip: Option<&'a str>,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+    pub protected_at_us: Option<i64>,
+    pub document: &'a str,
+}
+
+impl<'a> From<&'a BackupRecord> for NewItemRow<'a> {
+    fn from(record: &'a BackupRecord) -> Self {
+        Self {
+            project_id: record.project_id.as_str(),
+            id: record.id.as_str(),
+            name: &record.name,
+            status: record.status.as_str(),
+            checkpoint_id: record.checkpoint_id.as_str(),
+            resource_id: &record.resource_id,
+            resource_type: &record.resource_type,
+            resource_name: record.resource_name.as_deref(),
+            resource_az: record.resource_az.as_deref(),
+            image_type: record.image_type.as_deref(),
+            policy_id: record.policy_id.as_deref(),
+            private_ip: record.private_ip.as_deref(),
+            eip: record.eip.as_deref(),
+            created_at_us: record.created_at,
+            updated_at_us: record.updated_at,
+            protected_at_us: record.protected_at,
+            document: &record.document,
+        }
+    }
+}

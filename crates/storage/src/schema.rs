@@ -1,0 +1,26 @@
+//! The diesel description of the tables, kept to the types both backends share (text and
+//! 64-bit integers), so that one query serves PostgreSQL and SQLite alike.
+
+diesel::table! {
+    /// One row per backup item. Times are microseconds since the Unix epoch (UTC).
+    backup_items (project_id, id) {
+        project_id -> Text,
+        id -> Text,
+        name -> Text,
+        status -> Text,
+        checkpoint_id -> Text,
+        resource_id -> Text,
+        resource_type -> Text,
+        resource_name -> Nullable<Text>,
+        resource_az -> Nullable<Text>,
+        image_type -> Nullable<Text>,
+        policy_id -> Nullable<Text>,
+        private_ip -> Nullable<Text>,
+        eip -> Nullable<Text>,
+        created_at_us -> BigInt,
+        updated_at_us -> BigInt,
+        protected_at_us -> Nullable<BigInt>,
+        version -> BigInt,
+        document -> Text,
+    }
+}

@@ -1,0 +1,197 @@
+//! Throwaway databases for the tests of this crate and of the crates built on it: a fresh
+//! SQLite file, or a fresh PostgreSQL schema, per test, removed when the test ends.
+//!
+//! PostgreSQL is found at `CSBS_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Under CI (`CI` set) an unreachable
+//! PostgreSQL fails the tests; elsewhere they run on SQLite alone and say so once.
+
+// Test support: a failure to set up a test database must stop the test loudly.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+use crate::{Backend, DatabaseUrl, PoolSettings, Repository};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// One test's own database.
+pub struct TestDatabase {
+    url: String,
+    backend: Backend,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Directory(PathBuf),
+    Schema { admin_url: String, schema: String },
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} test database", self.backend)
+    }
+}
+
+/// The PostgreSQL server the tests use, if there is one (see the module documentation).
+///
+/// # Panics
+/// Under CI, when PostgreSQL cannot be reached: a CI run must never skip its PostgreSQL tests.
+pub fn postgres_admin_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url =
+            std::env::var("CSBS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        match PgConnection::establish(&url) {
+            Ok(_) => Some(url),
+            Err(error) if std::env::var_os("CI").is_some() => {
+                panic!("CI needs PostgreSQL for the tests, but it cannot be reached: {error}")
+            }
+            Err(error) => {
+                eprintln!("note: PostgreSQL unreachable ({error}); these tests run on SQLite only");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// A fresh database on every backend available: SQLite always, PostgreSQL when reachable.
+pub fn test_databases() -> Vec<TestDatabase> {
+    let mut databases = vec![TestDatabase::sqlite()];
+    if let Some(admin_url) = postgres_admin_url() {
+        databases.push(TestDatabase::postgres(&admin_url));
+    }
+    databases
+}
+
+impl TestDatabase {
+    /// A new SQLite file in a new temporary folder.
+    pub fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!("csbs-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder for the test database");
+        Self {
+            url: format!("sqlite://{}", dir.join("csbs.db").display()),
+            backend: Backend::Sqlite,
+            cleanup: Cleanup::Directory(dir),
+        }
+    }
+
+    /// A new schema on the PostgreSQL server at `admin_url`, made the connection's
+    /// `search_path` through the URL.
+    pub fn postgres(admin_url: &str) -> Self {
+        let schema = format!("csbs_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(admin_url).expect("connect to the test PostgreSQL");
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create the test schema");
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{admin_url}{separator}options=-csearch_path%3D{schema}"),
+            backend: Backend::Postgres,
+            cleanup: Cleanup::Schema {
+                admin_url: admin_url.to_owned(),
+                schema,
+            },
+        }
+    }
+
+    /// The database URL, as the service is configured with it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A repository on this database with every migration applied.
+    pub fn repository(&self) -> Repository {
+        let url = DatabaseUrl::parse(&self.url).expect("a valid test database URL");
+        let settings = PoolSettings {
+            min_idle: 0,
+            ..PoolSettings::default()
+        };
+        let repository = Repository::open(&url, &settings).expect("a pool on the test database");
+        repository
+            .migrate()
+            .expect("migrations apply to a fresh database");
+        repository
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Directory(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Schema { admin_url, schema } => {
+                if let Ok(mut conn) = PgConnection::establish(admin_url) {
+                    let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+            }
+        }
+    }
+}
+
+/// A complete item document (spec §2) for `project_id`, with `overrides` merged over the top
+/// level and, for the keys `backup_data` and `extend_info`, over their members.
+pub fn item_json(project_id: &str, overrides: serde_json::Value) -> serde_json::Value {
+    let mut item = serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "name": "backup-web",
+        "description": "nightly",
+        "status": "available",
+        "checkpoint_id": uuid::Uuid::new_v4().to_string(),
+        "resource_id": "f8ddc472-cf00-4384-851e-5f2a68c33762",
+        "resource_type": "OS::Nova::Server",
+        "created_at": "2018-08-14T07:53:15.663766",
+        "updated_at": "2018-08-17T04:33:58.025327",
+        "protected_at": null,
+        "tags": [],
+        "backup_data": {"eip": "80.158.17.102", "private_ip": "192.168.0.209", "ram": 8192,
+            "vcpus": 4, "disk": 0, "imagetype": "gold", "cloudservicetype": "QEMU",
+            "__openstack_region_name": ""},
+        "extend_info": {"auto_trigger": false, "incremental": false, "progress": 100,
+            "size": 146184, "average_speed": 25.2, "space_saving_ratio": 6.5,
+            "copy_status": "na", "copy_from": null, "fail_code": {}, "fail_op": "",
+            "fail_reason": "", "image_type": "backup", "resource_az": "eu-de-02",
+            "resource_name": "ecs-web-01", "resource_type": "OS::Nova::Server",
+            "finished_at": "2018-08-14T08:31:08.720800", "supported_restore_mode": "backup",
+            "support_lld": true, "hypervisor_type": "QEMU", "os_images_data": [],
+            "volume_backups": []},
+        "project_id": project_id,
+        "policy_id": null
+    });
+    if let (Some(target), serde_json::Value::Object(overrides)) = (item.as_object_mut(), overrides)
+    {
+        for (key, value) in overrides {
+            match (key.as_str(), target.get_mut(&key), value) {
+                (
+                    "backup_data" | "extend_info",
+                    Some(serde_json::Value::Object(inner)),
+                    serde_json::Value::Object(members),
+                ) => {
+                    inner.extend(members);
+                }
+                (_, _, value) => {
+                    target.insert(key, value);
+                }
+            }
+        }
+    }
+    item
+}
+
+/// [`item_json`] validated into a record.
+///
+/// # Panics
+/// When the overrides make the item invalid.
+pub fn item_record(project_id: &str, overrides: serde_json::Value) -> csbs_domain::BackupRecord {
+    csbs_domain::BackupRecord::from_json(item_json(project_id, overrides))
+        .expect("a valid test item")
+}

@@ -1,0 +1,382 @@
+//! The repository against real databases: every test runs on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use csbs_domain::{
+    BackupFilter, BackupRecord, BackupStatus, CountQuery, ItemId, ListQuery, PageRequest,
+    ProjectId, SortSpec, TenantScope,
+};
+use csbs_storage::testing::{item_record, test_databases};
+use csbs_storage::{Repository, StorageError};
+use serde_json::json;
+
+fn project(id: &str) -> ProjectId {
+    ProjectId::parse("project_id", id).unwrap()
+}
+
+fn scoped(project_id: &str, query: &[(&str, &str)]) -> BackupFilter {
+    BackupFilter {
+        scope: TenantScope::Project(project(project_id)),
+        criteria: CountQuery::from_pairs(query).unwrap().criteria,
+    }
+}
+
+/// Every item `filter` lists, paging through with `limit`.
+fn list_all(repo: &Repository, filter: &BackupFilter, sort: &SortSpec, limit: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = repo
+            .list(
+                filter,
+                sort,
+                &PageRequest {
+                    limit,
+                    marker: marker.clone(),
+                    offset: 0,
+                },
+            )
+            .unwrap();
+        for document in &page.documents {
+            let value: serde_json::Value = serde_json::from_str(document).unwrap();
+            ids.push(value["id"].as_str().unwrap().to_owned());
+        }
+        if !page.has_more {
+            return ids;
+        }
+        marker = Some(ItemId::parse("marker", page.last_id.as_deref().unwrap()).unwrap());
+    }
+}
+
+fn count(repo: &Repository, project_id: &str, query: &[(&str, &str)]) -> u64 {
+    repo.count(&scoped(project_id, query)).unwrap()
+}
+
+#[test]
+fn every_filter_narrows_count_and_list_alike() {
+    for db in test_databases() {
+        let repo = db.repository();
+        let records = vec![
+            item_record(
+                "tenant-a",
+                json!({"name": "web-Daily", "status": "available",
+                "created_at": "2020-01-01T00:00:00", "policy_id": "policy-1",
+                "extend_info": {"resource_name": "ecs-web-01", "resource_az": "eu-de-01", "image_type": "backup"},
+                "backup_data": {"private_ip": "10.0.0.1", "eip": "2001:DB8::1"}}),
+            ),
+            item_record(
+                "tenant-a",
+                json!({"name": "db_50%", "status": "error",
+                "created_at": "2020-02-01T00:00:00", "resource_id": "server-2",
+                "resource_type": "OS::Cinder::Volume",
+                "extend_info": {"resource_name": "ECS-DB", "resource_az": "eu-de-02", "image_type": "replication"},
+                "backup_data": {"private_ip": "10.0.0.2", "eip": ""}}),
+            ),
+            item_record(
+                "tenant-a",
+                json!({"name": "web-weekly", "status": "deleted",
+                "created_at": "2020-03-01T00:00:00"}),
+            ),
+            item_record(
+                "tenant-a",
+                json!({"name": "dbX50Y", "status": "protecting",
+                "created_at": "2020-04-01T00:00:00", "extend_info": {"resource_name": null}}),
+            ),
+            item_record(
+                "tenant-b",
+                json!({"name": "web-Daily", "status": "available"}),
+            ),
+        ];
+        repo.upsert(&records).unwrap();
+        let checkpoint = records[1].checkpoint_id.as_str().to_owned();
+
+        let cases: Vec<(Vec<(&str, &str)>, u64)> = vec![
+            (vec![], 3),
+            (vec![("status", "deleted")], 1),
+            (vec![("status", "deleted"), ("status", "available")], 2),
+            (vec![("status", "available"), ("status", "error")], 2),
+            (vec![("name", "web")], 1),
+            (vec![("name", "Daily")], 1),
+            (vec![("name", "daily")], 0),
+            (vec![("name", "50%")], 1),
+            (vec![("name", "_5")], 1),
+            (vec![("name", "b_5")], 1),
+            (vec![("name", "%")], 1),
+            (vec![("name", "web"), ("name", "db")], 3),
+            (vec![("resource_name", "ecs")], 1),
+            (vec![("resource_name", "ECS")], 1),
+            (vec![("resource_id", "server-2")], 1),
+            (vec![("checkpoint_id", checkpoint.as_str())], 1),
+            (vec![("resource_type", "OS::Cinder::Volume")], 1),
+            (vec![("resource_type", "OS::Nova::Server")], 2),
+            (vec![("az", "eu-de-01")], 1),
+            (vec![("az", "eu-de-01"), ("az", "eu-de-02")], 3),
+            (vec![("image_type", "replication")], 1),
+            (vec![("policy_id", "policy-1")], 1),
+            (vec![("ip", "10.0.0.2")], 1),
+            (vec![("ip", "2001:db8:0::1")], 1),
+            (vec![("ip", "10.0.0.3")], 0),
+            (vec![("start_time", "2020-02-01T00:00:00")], 2),
+            (vec![("start_time", "2020-02-01T00:00:00.000001")], 1),
+            (vec![("end_time", "2020-02-01T00:00:00")], 2),
+            (vec![("end_time", "2020-02-01T01:00:00+01:00")], 2),
+            (
+                vec![
+                    ("start_time", "2020-02-01T00:00:00"),
+                    ("end_time", "2020-02-01T00:00:00"),
+                ],
+                1,
+            ),
+            (
+                vec![("name", "web"), ("status", "available"), ("az", "eu-de-01")],
+                1,
+            ),
+            (vec![("name", "web"), ("az", "eu-de-02")], 0),
+        ];
+        for (query, expected) in &cases {
+            let filter = scoped("tenant-a", query);
+            assert_eq!(
+                repo.count(&filter).unwrap(),
+                *expected,
+                "{db:?} count {query:?}"
+            );
+            for limit in [1, 2, 1000] {
+                let listed = list_all(&repo, &filter, &SortSpec::default(), limit);
+                assert_eq!(
+                    listed.len() as u64,
+                    *expected,
+                    "{db:?} list {query:?} limit {limit}"
+                );
+            }
+        }
+        let everyone = BackupFilter {
+            scope: TenantScope::AllTenants,
+            criteria: CountQuery::from_pairs(&[("name", "Daily")])
+                .unwrap()
+                .criteria,
+        };
+        assert_eq!(repo.count(&everyone).unwrap(), 2, "{db:?}");
+    }
+}
+
+#[test]
+fn documents_come_back_as_they_went_in() {
+    for db in test_databases() {
+        let repo = db.repository();
+        let text = r#"{"id": "7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12", "name": "backup-c2c", "description": null,
+            "status": "available", "checkpoint_id": "2eefe592-8424-4778-8d0d-962c8a5dd6a4",
+            "resource_id": "f8ddc472", "resource_type": "OS::Nova::Server",
+            "created_at": "2018-08-14T07:53:15.663766", "updated_at": "2018-08-17T04:33:58.025327",
+            "protected_at": null, "tags": [{"key": "k", "value": "ü"}],
+            "extend_info": {"average_speed": 25.2, "space_saving_ratio": 6.50, "big": 12345678901234567890,
+              "copy_from": null, "unknown_key": {"deep": [1.0, true]}},
+            "project_id": "tenant-a"}"#;
+        let record = BackupRecord::from_json(serde_json::from_str(text).unwrap()).unwrap();
+        repo.upsert(std::slice::from_ref(&record)).unwrap();
+        let stored = repo
+            .find(&project("tenant-a"), &record.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.document, record.document, "{db:?}");
+        for fragment in [
+            "25.2",
+            "6.50",
+            "12345678901234567890",
+            "\"copy_from\":null",
+            "[1.0,true]",
+            "\"description\":null",
+            "ü",
+        ] {
+            assert!(
+                stored.document.contains(fragment),
+                "{db:?}: {fragment} in {}",
+                stored.document
+            );
+        }
+        assert_eq!(stored.status, BackupStatus::Available);
+        assert!(
+            repo.find(&project("tenant-b"), &record.id)
+                .unwrap()
+                .is_none(),
+            "{db:?}"
+        );
+    }
+}
+
+#[test]
+fn importing_twice_changes_nothing_and_a_change_replaces() {
+    for db in test_databases() {
+        let repo = db.repository();
+        let records: Vec<_> = (0..1200)
+            .map(|i| item_record("tenant-a", json!({"name": format!("b-{i}")})))
+            .collect();
+        assert_eq!(repo.upsert(&records).unwrap(), 1200, "{db:?}");
+        assert_eq!(repo.upsert(&records).unwrap(), 0, "{db:?}");
+        assert_eq!(count(&repo, "tenant-a", &[]), 1200);
+
+        let mut changed = records[7].clone();
+        changed.status = BackupStatus::Error;
+        changed.document = changed.document.replace("\"available\"", "\"error\"");
+        assert_eq!(repo.upsert(&[changed.clone()]).unwrap(), 1, "{db:?}");
+        assert_eq!(
+            count(&repo, "tenant-a", &[("status", "error")]),
+            1,
+            "{db:?}"
+        );
+        let stored = repo
+            .find(&project("tenant-a"), &changed.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.document, changed.document);
+
+        let mut with_policy = changed;
+        with_policy.policy_id = Some("policy-9".into());
+        assert_eq!(
+            repo.upsert(&[with_policy]).unwrap(),
+            1,
+            "{db:?}: a new policy alone is a change"
+        );
+        assert_eq!(
+            count(&repo, "tenant-a", &[("policy_id", "policy-9")]),
+            1,
+            "{db:?}"
+        );
+    }
+}
+
+#[test]
+fn pages_follow_the_sort_order_and_the_marker() {
+    for db in test_databases() {
+        let repo = db.repository();
+        // Ties on created_at make `id` decide.
+        let records: Vec<_> = (0..9)
+            .map(|i| {
+                item_record("tenant-a", json!({
+                    "name": (["b", "a", "C"][i % 3]),
+                    "created_at": format!("2020-01-0{}T00:00:00", 1 + i / 2),
+                    "protected_at": if i % 4 == 0 { json!(null) } else { json!(format!("2021-01-0{}T00:00:00", 1 + i % 4)) },
+                }))
+            })
+            .collect();
+        repo.upsert(&records).unwrap();
+        let filter = scoped("tenant-a", &[]);
+
+        for sort_text in [
+            "created_at",
+            "created_at:asc",
+            "name:asc,created_at:desc",
+            "name,id:asc",
+            "protected_at:asc",
+            "protected_at",
+            "status,updated_at:asc",
+            "id:asc",
+        ] {
+            let sort = SortSpec::parse("sort", sort_text).unwrap();
+            let expected = reference_order(&records, &sort);
+            for limit in [1, 2, 4, 9, 10] {
+                assert_eq!(
+                    list_all(&repo, &filter, &sort, limit),
+                    expected,
+                    "{db:?} sort {sort_text} limit {limit}"
+                );
+            }
+        }
+
+        let page = repo
+            .list(
+                &filter,
+                &SortSpec::default(),
+                &PageRequest {
+                    limit: 3,
+                    marker: None,
+                    offset: 2,
+                },
+            )
+            .unwrap();
+        let expected = reference_order(&records, &SortSpec::default());
+        assert_eq!(
+            page.last_id.as_deref(),
+            Some(expected[4].as_str()),
+            "{db:?} offset"
+        );
+
+        let unknown = ItemId::new_random();
+        let err = repo
+            .list(
+                &filter,
+                &SortSpec::default(),
+                &PageRequest {
+                    limit: 3,
+                    marker: Some(unknown),
+                    offset: 0,
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::UnknownMarker),
+            "{db:?}: {err:?}"
+        );
+        let other_tenant_marker = records[0].id.clone();
+        let err = repo
+            .list(
+                &scoped("tenant-b", &[]),
+                &SortSpec::default(),
+                &PageRequest {
+                    limit: 3,
+                    marker: Some(other_tenant_marker),
+                    offset: 0,
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::UnknownMarker),
+            "{db:?}: another tenant's item is no marker"
+        );
+    }
+}
+
+/// The ids of `records` (none deleted) in `sort` order, computed without a database.
+fn reference_order(records: &[BackupRecord], sort: &SortSpec) -> Vec<String> {
+    use csbs_domain::{SortDirection, SortKey};
+    let mut sorted: Vec<&BackupRecord> = records
+        .iter()
+        .filter(|r| r.status != BackupStatus::Deleted)
+        .collect();
+    sorted.sort_by(|a, b| {
+        for &(key, direction) in sort.keys() {
+            let ordering = match key {
+                SortKey::CreatedAt => a.created_at.cmp(&b.created_at),
+                SortKey::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+                SortKey::Name => a.name.cmp(&b.name),
+                SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
+                SortKey::ProtectedAt => a
+                    .protected_at
+                    .unwrap_or(i64::MIN)
+                    .cmp(&b.protected_at.unwrap_or(i64::MIN)),
+                SortKey::Id => a.id.cmp(&b.id),
+            };
+            let ordering = if direction == SortDirection::Desc {
+                ordering.reverse()
+            } else {
+                ordering
+            };
+            if ordering.is_ne() {
+                return ordering;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    sorted
+        .into_iter()
+        .map(|r| r.id.as_str().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_list_query_and_its_count_parse_the_same_criteria() {
+    let query = [("status", "error"), ("name", "x"), ("limit", "5")];
+    assert_eq!(
+        ListQuery::from_pairs(&query).unwrap().criteria,
+        CountQuery::from_pairs(&query).unwrap().criteria
+    );
+}
