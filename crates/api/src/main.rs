@@ -1,2 +1,37 @@
-//! Placeholder.
-fn main() {}
+//! `csbs-api`: parse the command line, load the configuration, run the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use csbs_api::cli::{Cli, Command};
+use csbs_api::settings::Settings;
+use csbs_api::{commands, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log, std::io::stdout);
+
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => commands::serve::run(settings).map(|()| ExitCode::SUCCESS),
+        Command::Migrate => commands::migrate::run(&settings).map(|()| ExitCode::SUCCESS),
+        Command::Token(args) => commands::token::run(settings, &args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => commands::import::run(&settings, &args).map(|summary| {
+            if summary.bad_lines > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(2)
+    })
+}

@@ -1,1 +1,44 @@
-//! Token validation and authorisation (being built).
+//! Who is calling, and may they do this? Token validation and authorisation of the CSBS query
+//! service (wire contract §5).
+//!
+//! A request's token arrives in `X-Auth-Token` or `Authorization: Bearer` ([`extract_token`]).
+//! It is a JWT, checked by a [`TokenValidator`] built once at start-up from [`AuthSettings`]:
+//! an HMAC secret (development) and/or public keys from PEM files and a JWKS file (production).
+//! A valid token becomes a [`Caller`], whose `authorize_*` methods answer the tenant,
+//! administrator and service-role questions.
+//!
+//! Every way a token can be bad is an [`AuthError`] (401 upstream); every refusal of a valid
+//! caller is an [`AccessDenied`] (403 upstream). Both display messages safe to show to clients.
+//! This crate knows nothing of HTTP: header values come in as `Option<&str>`.
+
+#![warn(missing_docs)]
+
+mod caller;
+mod claims;
+mod errors;
+mod key_files;
+mod keys;
+mod mint;
+mod settings;
+mod token_header;
+mod token_source;
+mod validator;
+
+pub use caller::Caller;
+pub use claims::Claims;
+pub use errors::{AccessDenied, AuthError, KeyError, MintError};
+pub use mint::mint_hs256;
+pub use settings::AuthSettings;
+pub use token_source::extract_token;
+pub use validator::TokenValidator;
+
+/// The longest token accepted, in bytes. Longer ones are refused before anything is decoded, so
+/// that a hostile token cannot make the service parse or verify megabytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The shortest HMAC secret accepted, in bytes: RFC 7518 §3.2 asks for a key at least as long as
+/// the hash output, and HS256 is the weakest algorithm the secret signs.
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+/// The largest `leeway_seconds` accepted (five minutes, the classic Kerberos clock skew).
+pub const MAX_LEEWAY_SECONDS: u64 = 300;

@@ -1,0 +1,42 @@
+//! Authentication as an extractor: a handler that takes [`Authenticated`] runs only for a
+//! request with a valid token.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use csbs_auth::{extract_token, AuthError, Caller};
+
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+/// The caller of a request whose token passed validation.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    // A header that is not visible ASCII cannot hold a JWT.
+    let header_text = |name: &header::HeaderName| -> Result<Option<&str>, ApiError> {
+        req.headers()
+            .get(name)
+            .map(|value| value.to_str().map_err(|_| AuthError::Malformed.into()))
+            .transpose()
+    };
+    let x_auth_token = header_text(&header::HeaderName::from_static("x-auth-token"))?;
+    let authorization = header_text(&header::AUTHORIZATION)?;
+    let token = extract_token(x_auth_token, authorization)?;
+    Ok(Authenticated(state.validator.validate(token)?))
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}

@@ -1,0 +1,54 @@
+//! The command line: `serve` (the default), `migrate`, `token`, `import`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The CSBS backup query service.
+#[derive(Debug, Parser)]
+#[command(name = "csbs-api", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do; `serve` when none is given.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (applies migrations first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a token signed with the configured HMAC secret (for development and tests).
+    Token(TokenArgs),
+    /// Load backup items from JSON Lines (one item object per line; `-` reads standard input).
+    Import(ImportArgs),
+}
+
+/// Arguments of `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The tenant the token is for.
+    #[arg(long)]
+    pub project_id: String,
+    /// A role to grant; repeat for several (e.g. `--role admin`).
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// How long the token is valid, e.g. `1h`, `30m`, `7d`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// The user (`sub` claim).
+    #[arg(long, default_value = "csbs-developer")]
+    pub user: String,
+}
+
+/// Arguments of `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The JSON Lines file, or `-` for standard input.
+    pub file: PathBuf,
+    /// Items per transaction (default: the `import.batch_size` setting).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}

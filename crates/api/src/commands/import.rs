@@ -1,0 +1,167 @@
+//! `csbs-api import FILE`: load backup items from JSON Lines.
+//!
+//! Each line is one item object (spec §2) plus `project_id` and an optional `policy_id`.
+//! Items are upserted by tenant and id in batches, one transaction each, so importing the same
+//! file twice changes nothing. A bad line is reported with its number and reason and skipped;
+//! the good ones are stored. Parsing and writing run on separate threads so the database is
+//! never idle while the next batch is read.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::Context;
+use csbs_domain::BackupRecord;
+use csbs_storage::{DatabaseUrl, Repository};
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::ExposeSecret;
+
+use crate::cli::ImportArgs;
+use crate::settings::Settings;
+
+/// The outcome of an import.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Non-blank lines read.
+    pub lines: u64,
+    /// Valid items sent to the database.
+    pub items: u64,
+    /// Rows inserted or changed (the rest were already stored as they are).
+    pub written: u64,
+    /// Lines refused.
+    pub bad_lines: u64,
+}
+
+/// Runs the import; the summary says whether any line was bad.
+pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSummary> {
+    let url = DatabaseUrl::parse(settings.database.url.expose_secret())?;
+    let repository = Repository::open(&url, &settings.database.pool_settings())?;
+    repository
+        .migrate()
+        .context("cannot prepare the database")?;
+    let batch_size = args.batch_size.unwrap_or(settings.import.batch_size).max(1);
+
+    let (input, length): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let length = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), length)
+    };
+    let progress = progress_bar(length);
+    let started = Instant::now();
+    let summary = import(
+        &repository,
+        BufReader::with_capacity(1 << 20, progress.wrap_read(input)),
+        batch_size,
+        |line, reason| progress.suspend(|| eprintln!("line {line}: {reason}")),
+    )?;
+    progress.finish_and_clear();
+
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} lines read, {} items stored ({} new or changed, {} unchanged), {} bad lines, in {:.1} s ({:.0} items/s)",
+        summary.lines,
+        summary.items,
+        summary.written,
+        summary.items - summary.written,
+        summary.bad_lines,
+        seconds,
+        summary.items as f64 / seconds.max(1e-9),
+    );
+    Ok(summary)
+}
+
+fn progress_bar(length: Option<u64>) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match length {
+        Some(length) => ProgressBar::new(length).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} read {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+/// Reads `input` line by line into batches for a writer thread; `report` hears of each bad
+/// line. Stops at the first database error (batches already written stay written).
+pub fn import(
+    repository: &Repository,
+    input: impl BufRead,
+    batch_size: usize,
+    mut report: impl FnMut(u64, String),
+) -> anyhow::Result<ImportSummary> {
+    let mut summary = ImportSummary::default();
+    // Two batches in flight: one being written, one ready.
+    let (batches, receiver) = mpsc::sync_channel::<Vec<BackupRecord>>(1);
+    let writer_repository = repository.clone();
+    let writer = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let mut written = 0u64;
+        for batch in receiver {
+            written += writer_repository
+                .upsert(&batch)
+                .context("cannot store a batch")? as u64;
+        }
+        Ok(written)
+    });
+
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut send_failed = false;
+    for (index, line) in input.lines().enumerate() {
+        let number = index as u64 + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                summary.bad_lines += 1;
+                report(number, "not valid UTF-8".into());
+                continue;
+            }
+            Err(error) => return Err(error).context("cannot read the input"),
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        summary.lines += 1;
+        let parsed = serde_json::from_str(&line)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|value| BackupRecord::from_json(value).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(record) => {
+                summary.items += 1;
+                batch.push(record);
+                if batch.len() >= batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    if batches.send(full).is_err() {
+                        send_failed = true;
+                        break;
+                    }
+                }
+            }
+            Err(reason) => {
+                summary.bad_lines += 1;
+                report(number, reason);
+            }
+        }
+    }
+    if !batch.is_empty() && !send_failed {
+        send_failed = batches.send(batch).is_err();
+    }
+    drop(batches);
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    if send_failed {
+        anyhow::bail!("the writer stopped early");
+    }
+    summary.written = written;
+    Ok(summary)
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod import;
+pub mod migrate;
+pub mod serve;
+pub mod token;

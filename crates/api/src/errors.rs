@@ -1,0 +1,191 @@
+//! The API error type and the one place where errors become HTTP answers (spec §6).
+//!
+//! Handlers return [`ApiError`]; its `error_response` chooses the status and error code and
+//! leaves an [`ErrorBody`] on the response. The request envelope (`envelope.rs`) writes that
+//! body as JSON with the request id, and gives answers that carry none (actix's own 404, 405,
+//! payload errors, panics) a body of the same shape.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use csbs_auth::{AccessDenied, AuthError};
+use csbs_domain::ParamError;
+use csbs_storage::StorageError;
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A bad query parameter, path segment or body.
+    #[error("Invalid request parameters: {0}")]
+    InvalidParameter(#[from] ParamError),
+    /// No token, or one that fails validation.
+    #[error("Authentication failed: {0}")]
+    Unauthenticated(#[from] AuthError),
+    /// A valid token without the right to this request.
+    #[error("Access denied: {0}")]
+    Forbidden(#[from] AccessDenied),
+    /// The backup (or backup record) does not exist for this tenant.
+    #[error("{0}")]
+    NotFound(String),
+    /// No route has this path.
+    #[error("No route matches {0}")]
+    NoRoute(String),
+    /// The route exists, the method does not.
+    #[error("Method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    /// The database cannot answer now.
+    #[error("The service is temporarily unavailable; retry later")]
+    Unavailable(String),
+    /// Anything else. The cause is logged, never shown.
+    #[error("Internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The error code of spec §6.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidParameter(_) => "CSBS.9001",
+            Self::Unauthenticated(_) => "APIGW.0301",
+            Self::Forbidden(_) => "APIGW.0302",
+            Self::NotFound(_) => "CSBS.3001",
+            Self::NoRoute(_) | Self::MethodNotAllowed(_) => "APIGW.0101",
+            Self::Unavailable(_) => "CSBS.9998",
+            Self::Internal(_) => "CSBS.9999",
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::UnknownMarker => {
+                Self::InvalidParameter(ParamError::new("marker", "names no item of this list"))
+            }
+            error if error.is_transient() => Self::Unavailable(error.to_string()),
+            error => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+/// The code and message of an error answer, left on the response for the envelope to render.
+#[derive(Debug, Clone)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// The JSON error body of spec §6.
+    pub fn to_json(&self, request_id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "error_code": self.code,
+            "error_msg": self.message,
+            "request_id": request_id,
+        })
+    }
+
+    /// The body for an error answer that carries none of its own, chosen by status.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => ("APIGW.0101", "No route matches this path".to_owned()),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "APIGW.0101",
+                "Method is not allowed on this route".to_owned(),
+            ),
+            StatusCode::UNAUTHORIZED => ("APIGW.0301", "Authentication failed".to_owned()),
+            StatusCode::FORBIDDEN => ("APIGW.0302", "Access denied".to_owned()),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "CSBS.9998",
+                "The service is temporarily unavailable; retry later".to_owned(),
+            ),
+            s if s.is_client_error() => (
+                "CSBS.9001",
+                format!(
+                    "Invalid request parameters: {}",
+                    s.canonical_reason().unwrap_or("bad request")
+                ),
+            ),
+            _ => ("CSBS.9999", "Internal error".to_owned()),
+        };
+        Self { code, message }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+        }
+        if matches!(self, Self::Unauthenticated(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        let body = ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        };
+        // The envelope rewrites this body with the request id; the body written here only
+        // shows if an error ever escapes the envelope.
+        let mut response = response.json(body.to_json(""));
+        response.extensions_mut().insert(body);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_map_to_their_statuses() {
+        let cases = [
+            (
+                StorageError::Unavailable("down".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (StorageError::Timeout, StatusCode::SERVICE_UNAVAILABLE),
+            (StorageError::UnknownMarker, StatusCode::BAD_REQUEST),
+            (
+                StorageError::Query("syntax error at SELECT".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            let api: ApiError = error.into();
+            assert_eq!(api.status_code(), status);
+            assert!(
+                !api.to_string().contains("SELECT"),
+                "no SQL in messages: {api}"
+            );
+        }
+    }
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let response = ApiError::Unavailable("x".into()).error_response();
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            &RETRY_AFTER_SECONDS.to_string()
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The CSBS backup query service: the HTTP API over the repository, and the command line.
+//!
+//! `main.rs` only parses the command line and calls into this library, so tests build the
+//! application exactly as production does.
+
+pub mod authentication;
+pub mod cli;
+pub mod commands;
+pub mod envelope;
+pub mod errors;
+pub mod routes;
+pub mod settings;
+pub mod signing_secret;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

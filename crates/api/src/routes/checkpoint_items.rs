@@ -1,0 +1,173 @@
+//! `GET /v1/{project_id}/checkpoint_items/count`, `GET /v1/{project_id}/checkpoint_items` and
+//! `GET /v1/{project_id}/checkpoint_items/{checkpoint_item_id}` (spec §1–§4).
+
+use actix_web::http::header::ContentType;
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
+use csbs_auth::Caller;
+use csbs_domain::{
+    BackupFilter, BackupStatus, CountQuery, ItemId, ListQuery, ParamError, ProjectId, TenantScope,
+};
+use csbs_storage::ItemPage;
+
+use super::{method_not_allowed, query_pairs};
+use crate::authentication::Authenticated;
+use crate::envelope::catch_panics;
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    // `count` is registered before `{checkpoint_item_id}`, which would otherwise take it.
+    cfg.service(
+        web::resource("/v1/{project_id}/checkpoint_items/count")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(count))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/{project_id}/checkpoint_items")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/{project_id}/checkpoint_items/{checkpoint_item_id}")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(show))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// The path's tenant, validated, after checking that the caller may act on it.
+fn authorized_project(caller: &Caller, path_project: &str) -> Result<ProjectId, ApiError> {
+    let project = ProjectId::parse("project_id", path_project)?;
+    caller.authorize_project(&project)?;
+    Ok(project)
+}
+
+/// The tenant scope of a query: the path's tenant, or every tenant for an administrator who
+/// asked for `all_tenants`.
+fn scope(caller: &Caller, project: ProjectId, all_tenants: bool) -> Result<TenantScope, ApiError> {
+    if all_tenants {
+        caller.authorize_all_tenants()?;
+        Ok(TenantScope::AllTenants)
+    } else {
+        Ok(TenantScope::Project(project))
+    }
+}
+
+async fn count(
+    Authenticated(caller): Authenticated,
+    path: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let project = authorized_project(&caller, &path)?;
+    let query = CountQuery::from_pairs(&query_pairs(&req))?;
+    let filter = BackupFilter {
+        scope: scope(&caller, project, query.all_tenants)?,
+        criteria: query.criteria,
+    };
+    let count = state
+        .run(move |repository| repository.count(&filter))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "count": count })))
+}
+
+async fn list(
+    Authenticated(caller): Authenticated,
+    path: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let project = authorized_project(&caller, &path)?;
+    let pairs = query_pairs(&req);
+    let query = ListQuery::from_pairs(&pairs)?;
+    let filter = BackupFilter {
+        scope: scope(&caller, project, query.all_tenants)?,
+        criteria: query.criteria,
+    };
+    let (sort, page) = (query.sort, query.page);
+    let items = state
+        .run(move |repository| repository.list(&filter, &sort, &page))
+        .await?;
+    let next = next_link(&req, &state, &pairs, &items);
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(list_body(&items, next.as_deref())))
+}
+
+/// The list answer, written around the stored documents rather than re-encoding them: they
+/// are already JSON, and their numbers must stay exactly as stored.
+fn list_body(page: &ItemPage, next: Option<&str>) -> String {
+    let size = page.documents.iter().map(String::len).sum::<usize>() + 128;
+    let mut body = String::with_capacity(size);
+    body.push_str("{\"checkpoint_items\":[");
+    for (i, document) in page.documents.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(document);
+    }
+    body.push(']');
+    if let Some(href) = next {
+        body.push_str(",\"checkpoint_items_links\":[");
+        body.push_str(&serde_json::json!({ "rel": "next", "href": href }).to_string());
+        body.push(']');
+    }
+    body.push('}');
+    body
+}
+
+/// This request's URL with `marker` set to the last item of the page (and `offset` dropped:
+/// the marker already places the next page). `None` on the last page.
+fn next_link(
+    req: &HttpRequest,
+    state: &AppState,
+    pairs: &[(String, String)],
+    page: &ItemPage,
+) -> Option<String> {
+    let last_id = page.last_id.as_deref().filter(|_| page.has_more)?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        if key != "marker" && key != "offset" {
+            query.append_pair(key, value);
+        }
+    }
+    query.append_pair("marker", last_id);
+    let base = match &state.public_base_url {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
+    Some(format!("{base}{}?{}", req.path(), query.finish()))
+}
+
+async fn show(
+    Authenticated(caller): Authenticated,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (path_project, path_id) = path.into_inner();
+    let project = authorized_project(&caller, &path_project)?;
+    let id = ItemId::parse("checkpoint_item_id", &path_id)?;
+    if let Some((key, _)) = query_pairs(&req).first() {
+        return Err(ParamError::new(key.as_str(), "unknown query parameter").into());
+    }
+    let lookup_id = id.clone();
+    let item = state
+        .run(move |repository| repository.find(&project, &lookup_id))
+        .await?
+        .filter(|item| item.status != BackupStatus::Deleted)
+        .ok_or_else(|| ApiError::NotFound(format!("Backup {id} does not exist")))?;
+    let mut body = String::with_capacity(item.document.len() + 20);
+    body.push_str("{\"checkpoint_item\":");
+    body.push_str(&item.document);
+    body.push('}');
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
+}

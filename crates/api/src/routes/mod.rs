@@ -1,0 +1,29 @@
+//! The routes of the service, registered per module.
+
+mod checkpoint_items;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::errors::ApiError;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    checkpoint_items::configure(cfg);
+}
+
+/// The answer for a path no route has (404 `APIGW.0101`).
+pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NoRoute(req.path().to_owned()))
+}
+
+/// The answer for a known path with a method it does not take (405 `APIGW.0101`).
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+/// The query string as the pairs it holds, in order, repeated keys included.
+pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect()
+}

@@ -1,0 +1,280 @@
+//! Configuration: `config/default.toml`, then `config/<CSBS_ENV>.toml`, then environment
+//! variables `CSBS__SECTION__KEY`, then `DATABASE_URL`. Later sources win.
+//!
+//! The defaults are also compiled into the binary, so it runs with no `config/` folder at
+//! all. The folder is `CSBS_CONFIG_DIR` when set, else the first `config/` that holds a
+//! `default.toml` beside the executable or in one of its parent folders (which finds the
+//! repository's folder from `target/debug/` and `/app/config` in the container image).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use csbs_auth::AuthSettings;
+use csbs_storage::{ConnectionSettings, PoolSettings};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The defaults, identical to `config/default.toml`.
+const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+/// Everything the service can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+    pub import: ImportSettings,
+    /// Where the service keeps its own files (the generated signing secret, the default
+    /// SQLite database).
+    pub data_dir: PathBuf,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `HOST:PORT` to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long requests in flight may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+    /// Base URL for `checkpoint_items_links` (e.g. `https://csbs.example.com`); empty means the
+    /// scheme and host the request came in on.
+    pub public_base_url: String,
+}
+
+/// The database and its connection pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://PATH`. A secret: it may hold a password.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_idle_connections: u32,
+    /// How long a request waits for a free connection before it is answered 503.
+    pub pool_timeout_ms: u64,
+    /// PostgreSQL cancels statements running longer than this; answered 503.
+    pub statement_timeout_ms: u64,
+    pub connect_timeout_seconds: u64,
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `csbs_api=debug,info`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The `import` command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSettings {
+    /// Items per transaction.
+    pub batch_size: usize,
+}
+
+impl DatabaseSettings {
+    /// The pool settings these describe.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.max_connections,
+            min_idle: self.min_idle_connections,
+            connection_timeout: Duration::from_millis(self.pool_timeout_ms),
+            connection: ConnectionSettings {
+                statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+                connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
+                sqlite_busy_timeout: Duration::from_millis(self.sqlite_busy_timeout_ms),
+            },
+            ..PoolSettings::default()
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Loads the configuration from the documented sources.
+    pub fn load() -> Result<Self, SettingsError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(config_dir().as_deref(), &env)
+    }
+
+    /// Loads the configuration with `config_dir` as the folder and `env` as the environment
+    /// (tests pass their own).
+    pub fn load_from(
+        config_dir: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        use config::{Config, Environment, File, FileFormat};
+
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(dir) = config_dir {
+            builder = builder.add_source(File::from(dir.join("default.toml")).required(false));
+            if let Some(environment) = env.get("CSBS_ENV").filter(|e| !e.is_empty()) {
+                builder = builder
+                    .add_source(File::from(dir.join(format!("{environment}.toml"))).required(true));
+            }
+        }
+        let variables: config::Map<String, String> = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("CSBS__"))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("CSBS")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("auth.public_key_files")
+                .try_parsing(true)
+                .source(Some(variables)),
+        );
+        if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            builder = builder
+                .set_override("database.url", url.as_str())
+                .map_err(|e| SettingsError(e.to_string()))?;
+        }
+        let settings: Settings = builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| SettingsError(e.to_string()))?;
+        Ok(settings)
+    }
+}
+
+/// The configuration folder: `CSBS_CONFIG_DIR`, else a `config/` beside the executable or
+/// above it.
+pub fn config_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CSBS_CONFIG_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .map(|dir| dir.join("config"))
+        .find(|dir| dir.join("default.toml").is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load_from(None, &env(vars))
+    }
+
+    #[test]
+    fn defaults_are_complete() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.server.bind, "127.0.0.1:8080");
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite://data/csbs.db"
+        );
+        assert!(settings.auth.hmac_secret.is_none());
+        assert_eq!(settings.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_variables_override_with_double_underscores() {
+        let settings = load(&[
+            ("CSBS__SERVER__BIND", "0.0.0.0:9000"),
+            ("CSBS__DATABASE__MAX_CONNECTIONS", "16"),
+            (
+                "CSBS__AUTH__HMAC_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            ("CSBS__AUTH__PUBLIC_KEY_FILES", "/keys/a.pem,/keys/b.pem"),
+            ("CSBS__LOG__FORMAT", "json"),
+            ("DATABASE_URL", "postgres://app:pw@db/csbs"),
+            ("OTHER", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(settings.server.bind, "0.0.0.0:9000");
+        assert_eq!(settings.database.max_connections, 16);
+        assert_eq!(
+            settings
+                .auth
+                .hmac_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            Some("0123456789abcdef0123456789abcdef".to_owned())
+        );
+        assert_eq!(settings.auth.public_key_files.len(), 2);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://app:pw@db/csbs"
+        );
+    }
+
+    #[test]
+    fn a_numeric_secret_stays_text() {
+        let settings = load(&[(
+            "CSBS__AUTH__HMAC_SECRET",
+            "12345678901234567890123456789012",
+        )])
+        .unwrap();
+        assert_eq!(
+            settings
+                .auth
+                .hmac_secret
+                .map(|s| s.expose_secret().to_owned())
+                .as_deref(),
+            Some("12345678901234567890123456789012")
+        );
+    }
+
+    #[test]
+    fn files_layer_in_order() {
+        let dir = std::env::temp_dir().join(format!("csbs-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("default.toml"),
+            "[server]\nbind = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("staging.toml"), "[server]\nworkers = 3\n").unwrap();
+        let settings = Settings::load_from(Some(&dir), &env(&[("CSBS_ENV", "staging")])).unwrap();
+        assert_eq!(settings.server.bind, "127.0.0.1:1");
+        assert_eq!(settings.server.workers, 3);
+        let missing = Settings::load_from(Some(&dir), &env(&[("CSBS_ENV", "prod")]));
+        assert!(
+            missing.is_err(),
+            "a named environment without its file is an error"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn misspelt_settings_are_refused() {
+        assert!(load(&[("CSBS__SERVER__BINDD", "x")]).is_err());
+        assert!(load(&[("CSBS__LOG__FORMAT", "xml")]).is_err());
+    }
+}

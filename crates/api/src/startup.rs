@@ -1,0 +1,146 @@
+//! Building the application the same way for production and tests: bind (port 0 picks a free
+//! port), report the port, then run.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use csbs_auth::TokenValidator;
+use csbs_storage::{establish, DatabaseUrl, Repository};
+use secrecy::ExposeSecret;
+
+use crate::envelope::envelope;
+use crate::routes;
+use crate::settings::Settings;
+use crate::signing_secret::{ensure_signing_key, SecretSource};
+use crate::state::{AppState, Readiness};
+
+/// Extra routes, for tests that need a route production does not have.
+pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds the service from `settings`.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Arc::new(|_| {}))
+    }
+
+    /// Builds the service with `extra` routes registered beside the real ones.
+    pub fn build_with(mut settings: Settings, extra: ExtraRoutes) -> anyhow::Result<Self> {
+        let url = DatabaseUrl::parse(settings.database.url.expose_secret())?;
+        tracing::info!(database = %url.redacted(), "opening the database");
+        let pool_settings = settings.database.pool_settings();
+        let repository = Repository::open(&url, &pool_settings)?;
+
+        if let SecretSource::DataDir(path) = ensure_signing_key(&mut settings)? {
+            tracing::warn!(
+                secret_file = %path.display(),
+                "no token key is configured; using the generated development secret. Mint a \
+                 token with: csbs-api token --project-id <PROJECT_ID>"
+            );
+        }
+        let validator = Arc::new(TokenValidator::from_settings(&settings.auth)?);
+
+        let readiness = Arc::new(Readiness::default());
+        start_migrations(
+            &url,
+            repository.clone(),
+            Arc::clone(&readiness),
+            &pool_settings.connection,
+        );
+
+        let state = AppState {
+            repository,
+            validator,
+            readiness,
+            public_base_url: Some(settings.server.public_base_url.clone())
+                .filter(|u| !u.is_empty()),
+        };
+
+        let listener = TcpListener::bind(&settings.server.bind)
+            .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(from_fn(envelope))
+                // Outermost, so that it compresses the envelope's final bodies.
+                .wrap(Compress::default())
+                .configure(routes::configure)
+                .configure(|cfg| extra(cfg))
+                .default_service(web::to(routes::no_route))
+        })
+        .shutdown_timeout(settings.server.shutdown_grace_seconds)
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        tracing::info!(port, "listening");
+        Ok(Self {
+            port,
+            server: server.run(),
+            state,
+        })
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for tests that look behind the API.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Applies migrations now if the database answers, else keeps trying in the background: the
+/// service starts while its database is down and becomes ready by itself.
+fn start_migrations(
+    url: &DatabaseUrl,
+    repository: Repository,
+    readiness: Arc<Readiness>,
+    connection: &csbs_storage::ConnectionSettings,
+) {
+    // r2d2 reports a failed connection as a bare timeout; one direct attempt logs the cause.
+    if let Err(error) = establish(url, connection) {
+        tracing::warn!(%error, "the database is not reachable yet; serving 503 until it is");
+    }
+    let migrate = move || match repository.migrate() {
+        Ok(applied) => {
+            tracing::info!(applied, "database migrations are up to date");
+            readiness.mark_migrated();
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "database migrations could not run yet");
+            false
+        }
+    };
+    if migrate() {
+        return;
+    }
+    std::thread::spawn(move || {
+        let mut delay = Duration::from_millis(250);
+        while !migrate() {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    });
+}

@@ -1,0 +1,61 @@
+//! What every handler shares: the repository, the token validator, and whether the database
+//! is ready.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::web;
+use csbs_auth::TokenValidator;
+use csbs_storage::{Repository, StorageError};
+
+use crate::errors::ApiError;
+
+/// Whether migrations have been applied since start-up. Until then every database request is
+/// answered 503, so that a service started before its database never serves a half-made schema.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    migrated: AtomicBool,
+}
+
+impl Readiness {
+    /// Records that migrations are applied.
+    pub fn mark_migrated(&self) {
+        self.migrated.store(true, Ordering::Release);
+    }
+
+    /// Whether migrations are applied.
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+}
+
+/// Shared by all workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub repository: Repository,
+    pub validator: Arc<TokenValidator>,
+    pub readiness: Arc<Readiness>,
+    /// Base of the URLs in `checkpoint_items_links`, when configured.
+    pub public_base_url: Option<String>,
+}
+
+impl AppState {
+    /// Runs `work` against the repository on a blocking thread: diesel blocks, and the async
+    /// workers must not.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Repository) -> Result<T, StorageError> + Send + 'static,
+    {
+        if !self.readiness.is_migrated() {
+            return Err(ApiError::Unavailable(
+                "the database schema is not migrated yet".into(),
+            ));
+        }
+        let repository = self.repository.clone();
+        web::block(move || work(&repository))
+            .await
+            .map_err(|error| ApiError::Internal(format!("blocking task failed: {error}")))?
+            .map_err(ApiError::from)
+    }
+}

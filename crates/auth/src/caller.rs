@@ -1,0 +1,193 @@
+//! The authenticated caller and the authorisation rules of wire contract §5: own tenant or
+//! administrator, `all_tenants` for administrators only, ingest for the service role only.
+
+use csbs_domain::ProjectId;
+
+use crate::AccessDenied;
+
+/// Who sent a request whose token passed validation.
+///
+/// Made only by [`crate::TokenValidator::validate`], which also decides from the configured role
+/// names whether the caller is an administrator or a backup engine. Role names match exactly
+/// (case-sensitive), as do project ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The `sub` claim.
+    pub user: String,
+    /// The `project_id` claim: the caller's own tenant.
+    pub project_id: ProjectId,
+    /// The `roles` claim.
+    pub roles: Vec<String>,
+    is_admin: bool,
+    is_service: bool,
+}
+
+impl Caller {
+    pub(crate) fn new(
+        user: String,
+        project_id: ProjectId,
+        roles: Vec<String>,
+        admin_role: &str,
+        service_role: &str,
+    ) -> Self {
+        let has = |role: &str| roles.iter().any(|r| r == role);
+        let is_admin = has(admin_role);
+        let is_service = has(service_role);
+        Self {
+            user,
+            project_id,
+            roles,
+            is_admin,
+            is_service,
+        }
+    }
+
+    /// Whether the caller holds the configured administrator role.
+    pub fn is_admin(&self) -> bool {
+        self.is_admin
+    }
+
+    /// Whether the caller holds the configured service role (a backup engine).
+    pub fn is_service(&self) -> bool {
+        self.is_service
+    }
+
+    /// May the caller act on `path_project`? Yes for its own project, and for any project if it
+    /// is an administrator.
+    pub fn authorize_project(&self, path_project: &ProjectId) -> Result<(), AccessDenied> {
+        if self.is_admin || &self.project_id == path_project {
+            return Ok(());
+        }
+        Err(AccessDenied::new(format!(
+            "token project '{}' does not match path project '{path_project}'",
+            self.project_id
+        )))
+    }
+
+    /// May the caller query every tenant at once (`all_tenants=true`)? Administrators only.
+    pub fn authorize_all_tenants(&self) -> Result<(), AccessDenied> {
+        if self.is_admin {
+            return Ok(());
+        }
+        Err(AccessDenied::new(
+            "all_tenants=true needs the administrator role",
+        ))
+    }
+
+    /// May the caller use the ingest API? Only holders of the service role; administrators are
+    /// not backup engines and do not pass.
+    pub fn authorize_ingest(&self) -> Result<(), AccessDenied> {
+        if self.is_service {
+            return Ok(());
+        }
+        Err(AccessDenied::new("the ingest API needs the service role"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(id: &str) -> ProjectId {
+        ProjectId::parse("project_id", id).unwrap()
+    }
+
+    fn caller(project_id: &str, roles: &[&str]) -> Caller {
+        Caller::new(
+            "user".to_owned(),
+            project(project_id),
+            roles.iter().map(|r| (*r).to_owned()).collect(),
+            "admin",
+            "csbs_service",
+        )
+    }
+
+    #[test]
+    fn roles_are_recognised() {
+        let rows: &[(&[&str], bool, bool)] = &[
+            (&[], false, false),
+            (&["member"], false, false),
+            (&["admin"], true, false),
+            (&["csbs_service"], false, true),
+            (&["member", "admin", "csbs_service"], true, true),
+            (&["Admin"], false, false),
+            (&["admin "], false, false),
+            (&["administrator"], false, false),
+        ];
+        for (roles, admin, service) in rows {
+            let caller = caller("p1", roles);
+            assert_eq!(caller.is_admin(), *admin, "{roles:?}");
+            assert_eq!(caller.is_service(), *service, "{roles:?}");
+        }
+    }
+
+    #[test]
+    fn project_access() {
+        let rows: &[(&str, &[&str], &str, bool)] = &[
+            ("p1", &[], "p1", true),
+            ("p1", &["member"], "p2", false),
+            ("p1", &["csbs_service"], "p2", false),
+            ("p1", &["admin"], "p2", true),
+            ("p1", &["admin"], "p1", true),
+            ("abc", &[], "ABC", false),
+        ];
+        for (own, roles, path, allowed) in rows {
+            let result = caller(own, roles).authorize_project(&project(path));
+            assert_eq!(result.is_ok(), *allowed, "{own} {roles:?} -> {path}");
+        }
+        let denied = caller("a", &[])
+            .authorize_project(&project("b"))
+            .unwrap_err();
+        assert_eq!(
+            denied.to_string(),
+            "token project 'a' does not match path project 'b'"
+        );
+        assert_eq!(denied.reason(), denied.to_string());
+    }
+
+    #[test]
+    fn all_tenants_and_ingest() {
+        let rows: &[(&[&str], bool, bool)] = &[
+            (&[], false, false),
+            (&["admin"], true, false),
+            (&["csbs_service"], false, true),
+            (&["admin", "csbs_service"], true, true),
+        ];
+        for (roles, all_tenants, ingest) in rows {
+            let caller = caller("p1", roles);
+            assert_eq!(
+                caller.authorize_all_tenants().is_ok(),
+                *all_tenants,
+                "{roles:?}"
+            );
+            assert_eq!(caller.authorize_ingest().is_ok(), *ingest, "{roles:?}");
+        }
+        assert_eq!(
+            caller("p1", &[])
+                .authorize_all_tenants()
+                .unwrap_err()
+                .to_string(),
+            "all_tenants=true needs the administrator role"
+        );
+        assert_eq!(
+            caller("p1", &["admin"])
+                .authorize_ingest()
+                .unwrap_err()
+                .to_string(),
+            "the ingest API needs the service role"
+        );
+    }
+
+    #[test]
+    fn configured_role_names_are_used() {
+        let caller = Caller::new(
+            "u".to_owned(),
+            project("p1"),
+            vec!["cloud_admin".to_owned(), "engine".to_owned()],
+            "cloud_admin",
+            "engine",
+        );
+        assert!(caller.is_admin());
+        assert!(caller.is_service());
+    }
+}

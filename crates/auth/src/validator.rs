@@ -1,0 +1,225 @@
+//! Token validation: from a token string to a [`Caller`], or the [`AuthError`] that says why
+//! not.
+//!
+//! The order matters: length first (before any decoding), then the header (shape, algorithm,
+//! key id), then the signature against each candidate key, and only then the claims, so that
+//! nothing from an unverified payload is ever believed.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use crate::claims::check_claims;
+use crate::keys::KeyRing;
+use crate::token_header::read_header;
+use crate::{AuthError, AuthSettings, Caller, KeyError, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES};
+
+/// Validates tokens against the configured keys, issuer and audience.
+///
+/// Built once at start-up; cloning is cheap (one `Arc`), and it is `Send + Sync`.
+#[derive(Clone)]
+pub struct TokenValidator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: KeyRing,
+    /// Claim rules for `jsonwebtoken`; `algorithms` is set per token.
+    validation: Validation,
+    leeway_seconds: u64,
+    admin_role: String,
+    service_role: String,
+}
+
+impl fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenValidator")
+            .field("keys", &self.inner.keys)
+            .field("issuer", &self.inner.validation.iss)
+            .field("audience", &self.inner.validation.aud)
+            .field("leeway_seconds", &self.inner.leeway_seconds)
+            .field("admin_role", &self.inner.admin_role)
+            .field("service_role", &self.inner.service_role)
+            .finish()
+    }
+}
+
+impl TokenValidator {
+    /// Loads and checks every configured key.
+    ///
+    /// Fails when no key is configured at all, when a key file cannot be read or holds no
+    /// usable public key (the message names the file), when the HMAC secret is too short, or
+    /// when a role, issuer or audience setting is empty, or when the leeway is over
+    /// [`MAX_LEEWAY_SECONDS`].
+    pub fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
+        for (setting, value) in [
+            ("admin_role", Some(&settings.admin_role)),
+            ("service_role", Some(&settings.service_role)),
+            ("issuer", settings.issuer.as_ref()),
+            ("audience", settings.audience.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                return Err(KeyError::EmptySetting { setting });
+            }
+        }
+        if settings.leeway_seconds > MAX_LEEWAY_SECONDS {
+            return Err(KeyError::LeewayTooLarge);
+        }
+        let keys = KeyRing::load(settings)?;
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = settings.leeway_seconds;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = HashSet::from(["exp".to_owned()]);
+        if let Some(issuer) = &settings.issuer {
+            validation.set_issuer(&[issuer]);
+            // jsonwebtoken checks `iss` only when present; a configured issuer must be there.
+            required.insert("iss".to_owned());
+        }
+        match &settings.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.insert("aud".to_owned());
+            }
+            // Without a configured audience, `aud` is not looked at (jsonwebtoken would refuse
+            // every token that has one).
+            None => validation.validate_aud = false,
+        }
+        validation.required_spec_claims = required;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                keys,
+                validation,
+                leeway_seconds: settings.leeway_seconds,
+                admin_role: settings.admin_role.clone(),
+                service_role: settings.service_role.clone(),
+            }),
+        })
+    }
+
+    /// How many verification keys were loaded (the HMAC secret counts as one), for the
+    /// start-up log.
+    pub fn key_count(&self) -> usize {
+        self.inner.keys.len()
+    }
+
+    /// Checks `token` and says who sent it.
+    ///
+    /// The signature must verify with a configured key whose algorithm is the one the header
+    /// names; `exp` is required, `nbf` and `iat` are checked when present, `iss` and `aud` when
+    /// configured, all with the configured leeway. `sub` and `project_id` are required.
+    pub fn validate(&self, token: &str) -> Result<Caller, AuthError> {
+        // Before anything is decoded: the cost of a refusal must not grow with the token.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let header = read_header(token)?;
+        let candidates = self
+            .inner
+            .keys
+            .candidates(header.alg, header.kid.as_deref());
+        if candidates.is_empty() {
+            return Err(AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
+        }
+        let mut validation = self.inner.validation.clone();
+        validation.algorithms = vec![header.alg];
+        for candidate in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, &validation) {
+                Ok(data) => return self.caller_from(&data.claims),
+                Err(err) => match classify(err) {
+                    Outcome::TryNextKey => {}
+                    Outcome::Refuse(err) => return Err(err),
+                },
+            }
+        }
+        Err(AuthError::BadSignature)
+    }
+
+    fn caller_from(&self, claims: &Map<String, Value>) -> Result<Caller, AuthError> {
+        let checked = check_claims(claims)?;
+        // jsonwebtoken does not look at `iat`; a token issued in the future is as suspect as
+        // one with a future `nbf`.
+        let now = jsonwebtoken::get_current_timestamp();
+        if checked
+            .issued_at
+            .is_some_and(|iat| iat > now.saturating_add(self.inner.leeway_seconds))
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(Caller::new(
+            checked.user,
+            checked.project_id,
+            checked.roles,
+            &self.inner.admin_role,
+            &self.inner.service_role,
+        ))
+    }
+}
+
+enum Outcome {
+    /// The key did not verify the signature; another key might.
+    TryNextKey,
+    /// The answer does not depend on the key: the token is refused.
+    Refuse(AuthError),
+}
+
+/// Sorts a `jsonwebtoken` error. Claims are only read after the signature verified, so every
+/// claim error is final; so are shape errors, which no other key would change.
+fn classify(err: JwtError) -> Outcome {
+    let refuse = Outcome::Refuse;
+    match err.into_kind() {
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::RsaFailedSigning
+        | ErrorKind::Signing(_)
+        | ErrorKind::Provider(_)
+        // Cannot happen, as candidate keys are chosen by algorithm; harmless if it did.
+        | ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => Outcome::TryNextKey,
+        ErrorKind::ExpiredSignature => refuse(AuthError::Expired),
+        ErrorKind::ImmatureSignature => refuse(AuthError::NotYetValid),
+        ErrorKind::InvalidIssuer => refuse(AuthError::WrongIssuer),
+        ErrorKind::InvalidAudience => refuse(AuthError::WrongAudience),
+        ErrorKind::MissingRequiredClaim(claim) => refuse(match claim.as_str() {
+            "iss" => AuthError::WrongIssuer,
+            "aud" => AuthError::WrongAudience,
+            // jsonwebtoken reports an `exp` that is not a number as missing.
+            _ => AuthError::InvalidClaims(format!(
+                "claim '{claim}' is missing or not a number of seconds"
+            )),
+        }),
+        ErrorKind::InvalidClaimFormat(claim) => refuse(AuthError::InvalidClaims(format!(
+            "claim '{claim}' must be a number of seconds"
+        ))),
+        ErrorKind::InvalidSubject => refuse(AuthError::InvalidClaims(
+            "claim 'sub' is not accepted".to_owned(),
+        )),
+        // The header was read before, so JSON errors are about the claims.
+        ErrorKind::Json(_) => refuse(AuthError::InvalidClaims(
+            "the claims are not a JSON object".to_owned(),
+        )),
+        // InvalidToken, Base64, Utf8, and whatever kinds a later jsonwebtoken adds.
+        _ => refuse(AuthError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validator_is_shareable() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<TokenValidator>();
+    }
+}
