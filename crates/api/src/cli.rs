@@ -24,6 +24,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Load backup items from JSON Lines (one item object per line; `-` reads standard input).
     Import(ImportArgs),
+    /// Exit 0 if the local service answers `GET /readyz` with 200, else 1 (for container
+    /// health checks, where no curl is at hand).
+    Healthcheck,
 }
 
 /// Arguments of `token`.

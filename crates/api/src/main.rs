@@ -22,6 +22,13 @@ fn main() -> ExitCode {
         Command::Serve => commands::serve::run(settings).map(|()| ExitCode::SUCCESS),
         Command::Migrate => commands::migrate::run(&settings).map(|()| ExitCode::SUCCESS),
         Command::Token(args) => commands::token::run(settings, &args).map(|()| ExitCode::SUCCESS),
+        Command::Healthcheck => commands::healthcheck::run(&settings).map(|ready| {
+            if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::Import(args) => commands::import::run(&settings, &args).map(|summary| {
             if summary.bad_lines > 0 {
                 ExitCode::FAILURE

@@ -106,6 +106,9 @@ impl DatabaseSettings {
     }
 }
 
+/// The environment variable of the one list setting, comma-separated.
+const PUBLIC_KEY_FILES_VAR: &str = "CSBS__AUTH__PUBLIC_KEY_FILES";
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -134,20 +137,31 @@ impl Settings {
                     .add_source(File::from(dir.join(format!("{environment}.toml"))).required(true));
             }
         }
+        // Values stay text (a numeric secret must not become a number); serde converts the
+        // numeric settings. The one list is split here, as `config` splits lists only when it
+        // also guesses every value's type.
         let variables: config::Map<String, String> = env
             .iter()
-            .filter(|(name, _)| name.starts_with("CSBS__"))
+            .filter(|(name, _)| name.starts_with("CSBS__") && name.as_str() != PUBLIC_KEY_FILES_VAR)
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         builder = builder.add_source(
             Environment::with_prefix("CSBS")
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("auth.public_key_files")
-                .try_parsing(true)
                 .source(Some(variables)),
         );
+        if let Some(files) = env.get(PUBLIC_KEY_FILES_VAR) {
+            let files: Vec<String> = files
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect();
+            builder = builder
+                .set_override("auth.public_key_files", files)
+                .map_err(|e| SettingsError(e.to_string()))?;
+        }
         if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
             builder = builder
                 .set_override("database.url", url.as_str())

@@ -18,5 +18,5 @@ pub mod testing;
 
 pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
 pub use errors::StorageError;
-pub use pool::{Pool, PoolSettings};
+pub use pool::{ConnectionManager, Pool, PoolSettings};
 pub use repository::{ItemPage, Repository, StoredItem};

@@ -43,7 +43,7 @@ pub struct StoredItem {
 /// Every method blocks on the database; call them from a blocking thread.
 #[derive(Clone)]
 pub struct Repository {
-    pool: Pool,
+    pub(crate) pool: Pool,
     backend: Backend,
 }
 
@@ -89,6 +89,13 @@ impl Repository {
     /// Whether the database answers and every migration is applied.
     pub fn is_ready(&self) -> Result<bool, StorageError> {
         migrations::migrations_complete(&mut *self.connection()?)
+    }
+
+    /// Whether the database answers a trivial query.
+    pub fn ping(&self) -> Result<(), StorageError> {
+        use diesel::connection::SimpleConnection;
+        self.connection()?.batch_execute("SELECT 1")?;
+        Ok(())
     }
 
     /// How many items `filter` selects.

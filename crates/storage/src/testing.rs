@@ -138,6 +138,17 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Checks out every connection of `repository`'s pool and keeps them until the returned
+/// guard is dropped: the next request must then wait for the pool timeout.
+pub fn exhaust_pool(
+    repository: &Repository,
+) -> Vec<r2d2::PooledConnection<crate::pool::ConnectionManager>> {
+    let size = repository.pool.max_size();
+    (0..size)
+        .map(|_| repository.pool.get().expect("a free connection"))
+        .collect()
+}
+
 /// A complete item document (spec §2) for `project_id`, with `overrides` merged over the top
 /// level and, for the keys `backup_data` and `extend_info`, over their members.
 pub fn item_json(project_id: &str, overrides: serde_json::Value) -> serde_json::Value {

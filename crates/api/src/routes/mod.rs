@@ -1,6 +1,7 @@
 //! The routes of the service, registered per module.
 
 mod checkpoint_items;
+mod health;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -9,6 +10,7 @@ use crate::errors::ApiError;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     checkpoint_items::configure(cfg);
+    health::configure(cfg);
 }
 
 /// The answer for a path no route has (404 `APIGW.0101`).

@@ -1,0 +1,34 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (migrations applied and the
+//! database answering). Neither needs a token; both are cheap enough to poll every second.
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse};
+
+use crate::envelope::catch_panics;
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/healthz")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(healthz))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(readyz))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // `run` answers 503 itself until migrations are applied.
+    state.run(|repository| repository.ping()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+}

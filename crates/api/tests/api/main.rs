@@ -1,0 +1,9 @@
+//! The HTTP API, started as production starts it (port 0), on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod checkpoint_items;
+mod errors;
+mod helpers;
+mod outages;

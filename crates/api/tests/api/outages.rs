@@ -1,0 +1,166 @@
+//! A database that is down or saturated answers 503 with `Retry-After`, quickly, and the
+//! service recovers by itself when the database comes back.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use csbs_storage::testing::{exhaust_pool, postgres_admin_url, test_databases, TestDatabase};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{assert_error, test_settings, TestApp};
+
+async fn expect_unavailable(app: &TestApp, path: &str) {
+    let started = Instant::now();
+    let response = app.get(path, &app.token("tenant-a", &[])).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no long hang: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("2".into())
+    );
+    assert_error(response, 503, "CSBS.9998").await;
+}
+
+#[actix_web::test]
+async fn an_unreachable_database_is_503_and_the_service_keeps_running() {
+    // Nothing listens on port 1; the SQLite path cannot be created.
+    for url in [
+        "postgres://postgres@127.0.0.1:1/none",
+        "sqlite:///proc/csbs-cannot-exist/x.db",
+    ] {
+        let app = TestApp::spawn_with(test_settings(url), None, url.to_owned()).await;
+        expect_unavailable(&app, "/v1/tenant-a/checkpoint_items/count").await;
+        expect_unavailable(&app, "/v1/tenant-a/checkpoint_items").await;
+        expect_unavailable(&app, "/readyz").await;
+        let response = app
+            .client
+            .get(format!("{}/healthz", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "alive while the database is away");
+    }
+}
+
+#[actix_web::test]
+async fn an_exhausted_pool_is_503() {
+    for db in test_databases() {
+        let app = TestApp::spawn(db).await;
+        assert_eq!(app.count("tenant-a", "").await, 0);
+        let repository = app.state.repository.clone();
+        let held = actix_web::web::block(move || exhaust_pool(&repository))
+            .await
+            .unwrap();
+        expect_unavailable(&app, "/v1/tenant-a/checkpoint_items/count").await;
+        drop(held);
+        assert_eq!(app.count("tenant-a", "").await, 0, "{}", app.db_label);
+    }
+}
+
+/// A TCP proxy to PostgreSQL that can be cut (refusing and dropping connections) and restored.
+struct SwitchableProxy {
+    address: SocketAddr,
+    up: Arc<AtomicBool>,
+}
+
+impl SwitchableProxy {
+    /// Runs on a thread of its own, so that the service's blocking start-up cannot stall it.
+    fn start(target: SocketAddr) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&up);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                proxy(TcpListener::from_std(listener).unwrap(), target, flag).await;
+            });
+        });
+        Self { address, up }
+    }
+}
+
+async fn proxy(listener: TcpListener, target: SocketAddr, up: Arc<AtomicBool>) {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        if !up.load(Ordering::SeqCst) {
+            continue; // dropped: the connection closes at once
+        }
+        let up = Arc::clone(&up);
+        tokio::spawn(async move {
+            let Ok(mut server) = TcpStream::connect(target).await else {
+                return;
+            };
+            // Forward until either side closes or the proxy is cut.
+            tokio::select! {
+                _ = copy_bidirectional(&mut client, &mut server) => {}
+                _ = async {
+                    while up.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                } => {}
+            }
+        });
+    }
+}
+
+#[actix_web::test]
+async fn the_service_recovers_when_postgres_returns() {
+    let Some(admin_url) = postgres_admin_url() else {
+        return;
+    };
+    let db = TestDatabase::postgres(&admin_url);
+    db.repository(); // migrated through the direct URL
+    let proxy = SwitchableProxy::start("127.0.0.1:5432".parse().unwrap());
+    let url = db
+        .url()
+        .replacen("127.0.0.1:5432", &proxy.address.to_string(), 1);
+    assert_ne!(
+        url,
+        db.url(),
+        "the test PostgreSQL URL must name 127.0.0.1:5432"
+    );
+    let app = TestApp::spawn_with(test_settings(&url), Some(db), "postgres via proxy".into()).await;
+    assert_eq!(app.count("tenant-a", "").await, 0);
+
+    proxy.up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        expect_unavailable(&app, "/v1/tenant-a/checkpoint_items/count").await;
+    }
+
+    proxy.up.store(true, Ordering::SeqCst);
+    let back = Instant::now();
+    loop {
+        let response = app
+            .get(
+                "/v1/tenant-a/checkpoint_items/count",
+                &app.token("tenant-a", &[]),
+            )
+            .await;
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(response.status(), 503);
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "answers 200 within 5 s of the database's return"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
