@@ -206,3 +206,82 @@ pub fn item_record(project_id: &str, overrides: serde_json::Value) -> csbs_domai
     csbs_domain::BackupRecord::from_json(item_json(project_id, overrides))
         .expect("a valid test item")
 }
+
+/// The ids of the `records` that `filter` selects, in `sort` order, computed without a
+/// database: the meaning of count and list that the queries are tested against.
+pub fn reference_list(
+    records: &[csbs_domain::BackupRecord],
+    filter: &csbs_domain::BackupFilter,
+    sort: &csbs_domain::SortSpec,
+) -> Vec<String> {
+    use csbs_domain::{SortDirection, SortKey};
+    let mut selected: Vec<&csbs_domain::BackupRecord> =
+        records.iter().filter(|r| filter.matches(r)).collect();
+    let last_direction = sort.keys().last().map_or(SortDirection::Desc, |&(_, d)| d);
+    selected.sort_by(|a, b| {
+        let keys = sort.keys().iter().map(|&(key, direction)| {
+            let ordering = match key {
+                SortKey::CreatedAt => a.created_at.cmp(&b.created_at),
+                SortKey::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+                SortKey::Name => a.name.cmp(&b.name),
+                SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
+                SortKey::ProtectedAt => a
+                    .protected_at
+                    .unwrap_or(i64::MIN)
+                    .cmp(&b.protected_at.unwrap_or(i64::MIN)),
+                SortKey::Id => a.id.cmp(&b.id),
+            };
+            (ordering, direction)
+        });
+        // Across tenants an id may repeat, so the tenant breaks the last tie.
+        let tenant = (a.project_id.cmp(&b.project_id), last_direction);
+        keys.chain(std::iter::once(tenant))
+            .map(|(ordering, direction)| match direction {
+                SortDirection::Asc => ordering,
+                SortDirection::Desc => ordering.reverse(),
+            })
+            .find(|ordering| ordering.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    selected
+        .into_iter()
+        .map(|r| r.id.as_str().to_owned())
+        .collect()
+}
+
+/// Every id `filter` lists in `sort` order, paging through with `limit` and the marker.
+///
+/// # Panics
+/// When a page fails, or when paging does not end within one page per row and one more.
+pub fn list_all_ids(
+    repository: &Repository,
+    filter: &csbs_domain::BackupFilter,
+    sort: &csbs_domain::SortSpec,
+    limit: u32,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut marker = None;
+    for _ in 0..100_000 {
+        let page = repository
+            .list(
+                filter,
+                sort,
+                &csbs_domain::PageRequest {
+                    limit,
+                    marker: marker.clone(),
+                    offset: 0,
+                },
+            )
+            .expect("a page");
+        for document in &page.documents {
+            let value: serde_json::Value = serde_json::from_str(document).expect("stored JSON");
+            ids.push(value["id"].as_str().expect("an id").to_owned());
+        }
+        if !page.has_more {
+            return ids;
+        }
+        let last = page.last_id.expect("a full page has a last id");
+        marker = Some(csbs_domain::ItemId::parse("marker", &last).expect("a stored id"));
+    }
+    panic!("paging did not end");
+}

@@ -6,7 +6,7 @@ use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ItemId, ListQuery, PageRequest,
     ProjectId, SortSpec, TenantScope,
 };
-use csbs_storage::testing::{item_record, test_databases};
+use csbs_storage::testing::{item_record, list_all_ids, reference_list, test_databases};
 use csbs_storage::{Repository, StorageError};
 use serde_json::json;
 
@@ -21,31 +21,8 @@ fn scoped(project_id: &str, query: &[(&str, &str)]) -> BackupFilter {
     }
 }
 
-/// Every item `filter` lists, paging through with `limit`.
 fn list_all(repo: &Repository, filter: &BackupFilter, sort: &SortSpec, limit: u32) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = repo
-            .list(
-                filter,
-                sort,
-                &PageRequest {
-                    limit,
-                    marker: marker.clone(),
-                    offset: 0,
-                },
-            )
-            .unwrap();
-        for document in &page.documents {
-            let value: serde_json::Value = serde_json::from_str(document).unwrap();
-            ids.push(value["id"].as_str().unwrap().to_owned());
-        }
-        if !page.has_more {
-            return ids;
-        }
-        marker = Some(ItemId::parse("marker", page.last_id.as_deref().unwrap()).unwrap());
-    }
+    list_all_ids(repo, filter, sort, limit)
 }
 
 fn count(repo: &Repository, project_id: &str, query: &[(&str, &str)]) -> u64 {
@@ -335,41 +312,9 @@ fn pages_follow_the_sort_order_and_the_marker() {
     }
 }
 
-/// The ids of `records` (none deleted) in `sort` order, computed without a database.
+/// The ids of `records` of tenant-a in `sort` order, computed without a database.
 fn reference_order(records: &[BackupRecord], sort: &SortSpec) -> Vec<String> {
-    use csbs_domain::{SortDirection, SortKey};
-    let mut sorted: Vec<&BackupRecord> = records
-        .iter()
-        .filter(|r| r.status != BackupStatus::Deleted)
-        .collect();
-    sorted.sort_by(|a, b| {
-        for &(key, direction) in sort.keys() {
-            let ordering = match key {
-                SortKey::CreatedAt => a.created_at.cmp(&b.created_at),
-                SortKey::UpdatedAt => a.updated_at.cmp(&b.updated_at),
-                SortKey::Name => a.name.cmp(&b.name),
-                SortKey::Status => a.status.as_str().cmp(b.status.as_str()),
-                SortKey::ProtectedAt => a
-                    .protected_at
-                    .unwrap_or(i64::MIN)
-                    .cmp(&b.protected_at.unwrap_or(i64::MIN)),
-                SortKey::Id => a.id.cmp(&b.id),
-            };
-            let ordering = if direction == SortDirection::Desc {
-                ordering.reverse()
-            } else {
-                ordering
-            };
-            if ordering.is_ne() {
-                return ordering;
-            }
-        }
-        std::cmp::Ordering::Equal
-    });
-    sorted
-        .into_iter()
-        .map(|r| r.id.as_str().to_owned())
-        .collect()
+    reference_list(records, &scoped("tenant-a", &[]), sort)
 }
 
 #[test]
