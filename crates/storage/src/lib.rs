@@ -7,6 +7,7 @@
 
 mod connection;
 mod errors;
+mod explain;
 mod filters;
 mod migrations;
 mod ordering;

@@ -6,7 +6,7 @@ use csbs_domain::{
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use crate::connection::{Backend, DatabaseUrl, DbConnection};
+use crate::connection::{Backend, DatabaseUrl, DbConnection, MultiBackend};
 use crate::filters::filtered;
 use crate::migrations;
 use crate::ordering::{after_marker, full_order, order_by, MarkerRow, MARKER_COLUMNS};
@@ -14,6 +14,7 @@ use crate::pool::{build_pool, Pool, PoolSettings};
 use crate::rows::NewItemRow;
 use crate::schema::backup_items;
 use crate::StorageError;
+use diesel::sql_types::Text;
 
 /// Rows per INSERT statement: far below SQLite's 32,766 and PostgreSQL's 65,535 bind
 /// parameters at 17 columns a row.
@@ -77,7 +78,7 @@ impl Repository {
         (state.connections, state.idle_connections)
     }
 
-    fn connection(&self) -> Result<PooledConnection, StorageError> {
+    pub(crate) fn connection(&self) -> Result<PooledConnection, StorageError> {
         Ok(self.pool.get()?)
     }
 
@@ -117,20 +118,8 @@ impl Repository {
         page: &PageRequest,
     ) -> Result<ItemPage, StorageError> {
         let mut conn = self.connection()?;
-        let across_tenants = filter.scope == TenantScope::AllTenants;
-        let order = full_order(sort.keys(), across_tenants);
-
-        let mut query = order_by(filtered(filter), &order);
-        if let Some(marker) = &page.marker {
-            let marker_row = self.marker_row(&mut conn, &filter.scope, marker)?;
-            query = query.filter(after_marker(&order, &marker_row));
-        }
-        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
-        let rows: Vec<(String, String)> = query
-            .select((backup_items::id, backup_items::document))
-            .offset(offset)
-            .limit(i64::from(page.limit) + 1)
-            .load(&mut *conn)?;
+        let rows: Vec<(String, String)> =
+            list_query(&mut conn, filter, sort, page)?.load(&mut *conn)?;
 
         let has_more = rows.len() > page.limit as usize;
         let mut documents = Vec::with_capacity(rows.len().min(page.limit as usize));
@@ -144,26 +133,6 @@ impl Repository {
             last_id,
             has_more,
         })
-    }
-
-    fn marker_row(
-        &self,
-        conn: &mut DbConnection,
-        scope: &TenantScope,
-        marker: &ItemId,
-    ) -> Result<MarkerRow, StorageError> {
-        let mut query = backup_items::table
-            .select(MARKER_COLUMNS)
-            .filter(backup_items::id.eq(marker.as_str()))
-            .order(backup_items::project_id.asc())
-            .into_boxed();
-        if let TenantScope::Project(project) = scope {
-            query = query.filter(backup_items::project_id.eq(project.as_str()));
-        }
-        query
-            .first::<MarkerRow>(conn)
-            .optional()?
-            .ok_or(StorageError::UnknownMarker)
     }
 
     /// The item `id` of `project`, whatever its status.
@@ -202,6 +171,48 @@ impl Repository {
             Ok(written)
         })
     }
+}
+
+/// The rows of one page (id and document), one more than the limit so that the caller knows
+/// whether another page follows.
+pub(crate) fn list_query<'a>(
+    conn: &mut DbConnection,
+    filter: &'a BackupFilter,
+    sort: &SortSpec,
+    page: &PageRequest,
+) -> Result<backup_items::BoxedQuery<'a, MultiBackend, (Text, Text)>, StorageError> {
+    let across_tenants = filter.scope == TenantScope::AllTenants;
+    let order = full_order(sort.keys(), across_tenants);
+    let mut query = order_by(filtered(filter), &order);
+    if let Some(marker) = &page.marker {
+        let marker_row = marker_row(conn, &filter.scope, marker)?;
+        query = query.filter(after_marker(&order, &marker_row));
+    }
+    let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+    Ok(query
+        .select((backup_items::id, backup_items::document))
+        .offset(offset)
+        .limit(i64::from(page.limit) + 1))
+}
+
+/// The sort keys of the marker item, looked up in the filter's tenant scope.
+fn marker_row(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    marker: &ItemId,
+) -> Result<MarkerRow, StorageError> {
+    let mut query = backup_items::table
+        .select(MARKER_COLUMNS)
+        .filter(backup_items::id.eq(marker.as_str()))
+        .order(backup_items::project_id.asc())
+        .into_boxed();
+    if let TenantScope::Project(project) = scope {
+        query = query.filter(backup_items::project_id.eq(project.as_str()));
+    }
+    query
+        .first::<MarkerRow>(conn)
+        .optional()?
+        .ok_or(StorageError::UnknownMarker)
 }
 
 /// The upsert differs per backend in batching and in how "policy differs, NULLs included"

@@ -4,6 +4,7 @@
 
 mod auth;
 mod checkpoint_items;
+mod command_line;
 mod errors;
 mod helpers;
 mod outages;

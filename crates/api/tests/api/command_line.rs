@@ -1,0 +1,144 @@
+//! The command-line tool: `import`, `token` and `migrate`, as an operator runs them.
+
+use std::io::Write;
+use std::process::Command;
+
+use csbs_api::commands::import::import;
+use csbs_storage::testing::{item_json, test_databases, TestDatabase};
+use serde_json::json;
+
+fn csbs_api(database_url: &str, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_csbs-api"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("CSBS__DATA_DIR", data_dir)
+        .env("CSBS__LOG__FILTER", "warn")
+        .env_remove("CSBS_ENV");
+    command
+}
+
+fn jsonl(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn import_reports_bad_lines_stores_good_ones_and_is_idempotent() {
+    for db in test_databases() {
+        let repository = db.repository();
+        let good: Vec<String> = (0..5)
+            .map(|i| item_json("tenant-a", json!({"name": format!("i{i}")})).to_string())
+            .collect();
+        let mut lines = good.clone();
+        lines.insert(2, "{not json".into());
+        lines.insert(4, json!({"id": "x"}).to_string());
+        lines.push(String::new());
+        lines.push(item_json("tenant-a", json!({"status": "bogus"})).to_string());
+        let input = jsonl(&lines);
+
+        let mut reported = Vec::new();
+        let summary = import(&repository, input.as_bytes(), 2, |line, reason| {
+            reported.push((line, reason))
+        })
+        .unwrap();
+        assert_eq!(summary.lines, 8, "{db:?}");
+        assert_eq!(summary.items, 5);
+        assert_eq!(summary.written, 5);
+        assert_eq!(summary.bad_lines, 3);
+        let numbers: Vec<u64> = reported.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, vec![3, 5, 9]);
+        assert!(reported[0].1.contains("JSON"), "{:?}", reported[0]);
+        assert!(reported[1].1.contains("project_id"), "{:?}", reported[1]);
+        assert!(reported[2].1.contains("status"), "{:?}", reported[2]);
+
+        let again = import(&repository, input.as_bytes(), 3, |_, _| {}).unwrap();
+        assert_eq!(again.written, 0, "{db:?}: importing twice changes nothing");
+        let filter = csbs_domain::BackupFilter {
+            scope: csbs_domain::TenantScope::Project(
+                csbs_domain::ProjectId::parse("p", "tenant-a").unwrap(),
+            ),
+            criteria: Default::default(),
+        };
+        assert_eq!(repository.count(&filter).unwrap(), 5);
+    }
+}
+
+#[test]
+fn the_binary_imports_mints_tokens_and_migrates() {
+    let db = TestDatabase::sqlite();
+    let data_dir = std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+    let file = data_dir.join("items.jsonl");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let mut out = std::fs::File::create(&file).unwrap();
+    write!(
+        out,
+        "{}",
+        jsonl(&[item_json("tenant-a", json!({})).to_string(), "[]".into()])
+    )
+    .unwrap();
+
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a bad line makes the exit code non-zero: {stderr}"
+    );
+    assert!(stderr.contains("line 2: field '(item)'"), "{stderr}");
+    assert!(stderr.contains("1 items stored"), "{stderr}");
+
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["import", "-"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("(0 new or changed, 1 unchanged)"));
+
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["migrate"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("0 migration(s) applied"));
+
+    // No key configured: `token` generates the secret in the data folder, as `serve` would.
+    let output = csbs_api(db.url(), &data_dir)
+        .args([
+            "token",
+            "--project-id",
+            "tenant-a",
+            "--role",
+            "admin",
+            "--ttl",
+            "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap();
+    let secret = std::fs::read_to_string(data_dir.join("hmac-secret")).unwrap();
+    let settings = csbs_auth::AuthSettings {
+        hmac_secret: Some(secrecy::SecretString::from(secret)),
+        ..Default::default()
+    };
+    let caller = csbs_auth::TokenValidator::from_settings(&settings)
+        .unwrap()
+        .validate(token.trim())
+        .unwrap();
+    assert!(caller.is_admin());
+    assert_eq!(caller.project_id.as_str(), "tenant-a");
+
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["token", "--project-id", "bad id"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}
