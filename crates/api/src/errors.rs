@@ -29,6 +29,10 @@ pub enum ApiError {
     /// The backup (or backup record) does not exist for this tenant.
     #[error("{0}")]
     NotFound(String),
+    /// A write based on a stale version, a transition the lifecycle forbids, or a reused
+    /// idempotency key.
+    #[error("{0}")]
+    Conflict(String),
     /// No route has this path.
     #[error("No route matches {0}")]
     NoRoute(String),
@@ -51,6 +55,7 @@ impl ApiError {
             Self::Unauthenticated(_) => "APIGW.0301",
             Self::Forbidden(_) => "APIGW.0302",
             Self::NotFound(_) => "CSBS.3001",
+            Self::Conflict(_) => "CSBS.9409",
             Self::NoRoute(_) | Self::MethodNotAllowed(_) => "APIGW.0101",
             Self::Unavailable(_) => "CSBS.9998",
             Self::Internal(_) => "CSBS.9999",
@@ -97,6 +102,7 @@ impl ErrorBody {
             ),
             StatusCode::UNAUTHORIZED => ("APIGW.0301", "Authentication failed".to_owned()),
             StatusCode::FORBIDDEN => ("APIGW.0302", "Access denied".to_owned()),
+            StatusCode::CONFLICT => ("CSBS.9409", "Conflict".to_owned()),
             StatusCode::SERVICE_UNAVAILABLE => (
                 "CSBS.9998",
                 "The service is temporarily unavailable; retry later".to_owned(),
@@ -121,6 +127,7 @@ impl ResponseError for ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

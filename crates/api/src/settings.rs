@@ -27,6 +27,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub import: ImportSettings,
+    pub ingest: IngestSettings,
     /// Where the service keeps its own files (the generated signing secret, the default
     /// SQLite database).
     pub data_dir: PathBuf,
@@ -79,6 +80,16 @@ pub struct LogSettings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The ingest API of backup engines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Items one bulk request may carry.
+    pub max_bulk_items: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
 }
 
 /// The `import` command.

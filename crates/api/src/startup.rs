@@ -65,15 +65,18 @@ impl Application {
             readiness,
             public_base_url: Some(settings.server.public_base_url.clone())
                 .filter(|u| !u.is_empty()),
+            max_bulk_items: settings.ingest.max_bulk_items,
         };
 
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
+        let body_limit = settings.ingest.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
                 .wrap(from_fn(envelope))
                 // Outermost, so that it compresses the envelope's final bodies.
                 .wrap(Compress::default())

@@ -37,6 +37,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Base of the URLs in `checkpoint_items_links`, when configured.
     pub public_base_url: Option<String>,
+    /// Items one bulk ingest request may carry.
+    pub max_bulk_items: usize,
 }
 
 impl AppState {

@@ -6,8 +6,10 @@
 
 mod filter;
 mod ids;
+mod ingest;
 mod ip;
 mod item;
+mod lifecycle;
 mod page;
 mod param_error;
 mod query_params;
@@ -17,8 +19,13 @@ mod time;
 
 pub use filter::{BackupFilter, Criteria, TenantScope};
 pub use ids::{ItemId, ProjectId, TextValue};
+pub use ingest::{
+    deletion_requested, plan_status, plan_write, CurrentItem, IngestError, ItemWrite, Plan,
+    StatusUpdate,
+};
 pub use ip::normalize_ip;
 pub use item::{BackupRecord, ItemError};
+pub use lifecycle::Deletion;
 pub use page::{PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use param_error::ParamError;
 pub use query_params::{parse_bool, CountQuery, ListQuery};

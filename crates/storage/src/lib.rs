@@ -9,6 +9,7 @@ mod connection;
 mod errors;
 mod explain;
 mod filters;
+mod ingest;
 mod migrations;
 mod ordering;
 mod pool;
@@ -19,5 +20,8 @@ pub mod testing;
 
 pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
 pub use errors::StorageError;
+pub use ingest::{
+    Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
+};
 pub use pool::{ConnectionManager, Pool, PoolSettings};
 pub use repository::{ItemPage, Repository, StoredItem};

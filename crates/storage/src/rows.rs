@@ -5,9 +5,10 @@ use diesel::prelude::*;
 
 use crate::schema::backup_items;
 
-/// An insertable row borrowing from its record.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = backup_items)]
+/// An insertable row borrowing from its record; also the full set of changes when an
+/// existing row is replaced (the key columns are skipped there).
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = backup_items, primary_key(project_id, id), treat_none_as_null = true)]
 pub(crate) struct NewItemRow<'a> {
     pub project_id: &'a str,
     pub id: &'a str,
@@ -25,7 +26,18 @@ pub(crate) struct NewItemRow<'a> {
     pub created_at_us: i64,
     pub updated_at_us: i64,
     pub protected_at_us: Option<i64>,
+    pub version: i64,
     pub document: &'a str,
+}
+
+impl<'a> NewItemRow<'a> {
+    /// The row of `record` at `version`.
+    pub fn versioned(record: &'a BackupRecord, version: i64) -> Self {
+        Self {
+            version,
+            ..Self::from(record)
+        }
+    }
 }
 
 impl<'a> From<&'a BackupRecord> for NewItemRow<'a> {
@@ -47,6 +59,7 @@ impl<'a> From<&'a BackupRecord> for NewItemRow<'a> {
             created_at_us: record.created_at,
             updated_at_us: record.updated_at,
             protected_at_us: record.protected_at,
+            version: 1,
             document: &record.document,
         }
     }

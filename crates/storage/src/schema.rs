@@ -24,3 +24,15 @@ diesel::table! {
         document -> Text,
     }
 }
+
+diesel::table! {
+    /// Answers of ingest requests that carried an `Idempotency-Key`.
+    ingest_requests (project_id, idempotency_key) {
+        project_id -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        status_code -> Integer,
+        response_body -> Text,
+        created_at_us -> BigInt,
+    }
+}

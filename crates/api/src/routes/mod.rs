@@ -1,7 +1,9 @@
 //! The routes of the service, registered per module.
 
 mod checkpoint_items;
+mod checkpoints;
 mod health;
+mod ingest;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -10,7 +12,9 @@ use crate::errors::ApiError;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     checkpoint_items::configure(cfg);
+    checkpoints::configure(cfg);
     health::configure(cfg);
+    ingest::configure(cfg);
 }
 
 /// The answer for a path no route has (404 `APIGW.0101`).

@@ -7,4 +7,5 @@ mod checkpoint_items;
 mod command_line;
 mod errors;
 mod helpers;
+mod ingest;
 mod outages;

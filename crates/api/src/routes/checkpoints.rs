@@ -1,0 +1,102 @@
+//! `DELETE /v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}` (spec §1):
+//! asks for the deletion of a backup record's items (or of the one named by
+//! `?checkpoint_items=ID`). The items move to `waiting_delete`; the backup engine carries on
+//! through the ingest API. Repeating the request is harmless.
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
+use csbs_domain::{deletion_requested, Deletion, ItemId, ParamError, Plan, ProjectId};
+use csbs_storage::{Selection, StoredAnswer};
+
+use super::ingest::{now_micros, refusal, run_write};
+use super::{method_not_allowed, query_pairs};
+use crate::authentication::Authenticated;
+use crate::envelope::catch_panics;
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+/// The provider id of the real service; there is no other.
+pub const PROVIDER_ID: &str = "fc4d5750-22e7-4798-8a46-f48f62c4c1da";
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}")
+            .wrap(from_fn(catch_panics))
+            .route(web::delete().to(delete_checkpoint))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn delete_checkpoint(
+    Authenticated(caller): Authenticated,
+    path: web::Path<(String, String, String)>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, provider, checkpoint) = path.into_inner();
+    let project = ProjectId::parse("project_id", &project)?;
+    caller.authorize_project(&project)?;
+    let provider = ItemId::parse("provider_id", &provider)?;
+    if provider.as_str() != PROVIDER_ID {
+        return Err(ApiError::NotFound(format!(
+            "Provider {provider} does not exist"
+        )));
+    }
+    let checkpoint_id = ItemId::parse("checkpoint_id", &checkpoint)?;
+    let mut item = None;
+    for (key, value) in query_pairs(&req) {
+        match key.as_str() {
+            "checkpoint_items" if item.is_none() => {
+                item = Some(ItemId::parse("checkpoint_items", &value)?)
+            }
+            "checkpoint_items" => {
+                return Err(ParamError::new("checkpoint_items", "may be given only once").into())
+            }
+            _ => return Err(ParamError::new(key.as_str(), "unknown query parameter").into()),
+        }
+    }
+    let now = now_micros();
+    let selection = Selection::Checkpoint {
+        checkpoint_id: checkpoint_id.clone(),
+        item: item.clone(),
+    };
+    run_write(&state, project, selection, None, move |current| {
+        let items: Vec<_> = current.into_iter().flatten().collect();
+        if items.is_empty() {
+            return Err(ApiError::NotFound(match item {
+                Some(id) => format!("Backup {id} of backup record {checkpoint_id} does not exist"),
+                None => format!("Backup record {checkpoint_id} does not exist"),
+            }));
+        }
+        if let Some(busy) = items
+            .iter()
+            .find(|i| i.record.status.deletion() == Deletion::Refused)
+        {
+            return Err(ParamError::new(
+                "checkpoint_items",
+                format!(
+                    "backup {} is {} and cannot be deleted now",
+                    busy.record.id, busy.record.status
+                ),
+            )
+            .into());
+        }
+        let plans = items
+            .iter()
+            .map(|current| match current.record.status.deletion() {
+                Deletion::Start => deletion_requested(current, now)
+                    .map(Plan::Write)
+                    .map_err(|e| refusal(e, "")),
+                _ => Ok(Plan::Replay(current.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            plans,
+            StoredAnswer {
+                status: 200,
+                body: "{}".into(),
+            },
+        ))
+    })
+    .await
+}

@@ -1,0 +1,257 @@
+//! Writes from backup engines and deletion requests: read the items, let the caller decide,
+//! store the decision, all in one transaction, with optimistic version checks so that no write
+//! ever lands on a state it was not based on.
+
+use csbs_domain::{BackupRecord, CurrentItem, ItemId, Micros, Plan, ProjectId};
+use diesel::prelude::*;
+use serde_json::Value;
+
+use crate::connection::DbConnection;
+use crate::rows::NewItemRow;
+use crate::schema::{backup_items, ingest_requests};
+use crate::{Repository, StorageError};
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// Which items a write reads.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// These items, in this order; absent ones are `None`.
+    Items(Vec<ItemId>),
+    /// Every item of a backup record (or the one named), all present.
+    Checkpoint {
+        checkpoint_id: ItemId,
+        item: Option<ItemId>,
+    },
+}
+
+/// A request's `Idempotency-Key` and a digest of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// An HTTP answer kept for retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// How a write ended.
+#[derive(Debug)]
+pub enum WriteOutcome<E> {
+    /// The decision was stored (or was a replay); this is its answer.
+    Done(StoredAnswer),
+    /// The key was seen before with the same request: the first answer.
+    Replayed(StoredAnswer),
+    /// The key was seen before with another request.
+    KeyReused,
+    /// The caller refused the write; nothing was stored.
+    Refused(E),
+    /// Another writer changed an item between the read and the write; nothing was stored.
+    Raced,
+}
+
+/// What the caller decided: the plans (one per item to store) and the answer to give.
+pub type Decision = (Vec<Plan>, StoredAnswer);
+
+/// Raised inside the transaction to roll it back.
+enum Abort<E> {
+    Refused(E),
+    Raced,
+    Storage(StorageError),
+}
+
+impl<E> From<diesel::result::Error> for Abort<E> {
+    fn from(error: diesel::result::Error) -> Self {
+        Abort::Storage(error.into())
+    }
+}
+
+impl Repository {
+    /// The item `id` of `project` with its version, whatever its status.
+    pub fn find_current(
+        &self,
+        project: &ProjectId,
+        id: &ItemId,
+    ) -> Result<Option<CurrentItem>, StorageError> {
+        let mut conn = self.connection()?;
+        let mut items = load(&mut conn, project, &Selection::Items(vec![id.clone()]))?;
+        Ok(items.pop().flatten())
+    }
+
+    /// Reads the `selection` of `project`'s items, passes them to `decide`, and stores what it
+    /// decides, in one transaction. With an idempotency key, a request seen before is answered
+    /// from the stored answer without deciding again.
+    pub fn write<E>(
+        &self,
+        project: &ProjectId,
+        selection: &Selection,
+        idempotency: Option<&IdempotencyKey>,
+        now: Micros,
+        decide: impl FnOnce(Vec<Option<CurrentItem>>) -> Result<Decision, E>,
+    ) -> Result<WriteOutcome<E>, StorageError> {
+        let mut conn = self.connection()?;
+        let result = conn.transaction::<_, Abort<E>, _>(|conn| {
+            // A write first: on SQLite it takes the database's write lock now, so the reads
+            // below cannot go stale before the writes (SQLite would refuse the upgrade).
+            diesel::delete(
+                ingest_requests::table
+                    .filter(ingest_requests::project_id.eq(project.as_str()))
+                    .filter(ingest_requests::created_at_us.lt(now - IDEMPOTENCY_WINDOW_MICROS)),
+            )
+            .execute(conn)?;
+            if let Some(key) = idempotency {
+                let seen: Option<(String, i32, String)> = ingest_requests::table
+                    .select((
+                        ingest_requests::request_hash,
+                        ingest_requests::status_code,
+                        ingest_requests::response_body,
+                    ))
+                    .filter(ingest_requests::project_id.eq(project.as_str()))
+                    .filter(ingest_requests::idempotency_key.eq(&key.key))
+                    .first(conn)
+                    .optional()?;
+                if let Some((hash, status, body)) = seen {
+                    return Ok(if hash == key.request_hash {
+                        WriteOutcome::Replayed(StoredAnswer {
+                            status: u16::try_from(status).unwrap_or(500),
+                            body,
+                        })
+                    } else {
+                        WriteOutcome::KeyReused
+                    });
+                }
+            }
+            let current = load(conn, project, selection).map_err(Abort::Storage)?;
+            let versions: Vec<Option<(ItemId, i64)>> = current
+                .iter()
+                .map(|c| c.as_ref().map(|c| (c.record.id.clone(), c.version)))
+                .collect();
+            let (plans, answer) = decide(current).map_err(Abort::Refused)?;
+            for plan in &plans {
+                if let Plan::Write(item) = plan {
+                    let before = versions
+                        .iter()
+                        .flatten()
+                        .find(|(id, _)| *id == item.record.id)
+                        .map(|(_, v)| *v);
+                    store(conn, item, before)?;
+                }
+            }
+            if let Some(key) = idempotency {
+                diesel::insert_into(ingest_requests::table)
+                    .values((
+                        ingest_requests::project_id.eq(project.as_str()),
+                        ingest_requests::idempotency_key.eq(&key.key),
+                        ingest_requests::request_hash.eq(&key.request_hash),
+                        ingest_requests::status_code.eq(i32::from(answer.status)),
+                        ingest_requests::response_body.eq(&answer.body),
+                        ingest_requests::created_at_us.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(WriteOutcome::Done(answer))
+        });
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(Abort::Refused(error)) => Ok(WriteOutcome::Refused(error)),
+            Err(Abort::Raced) => Ok(WriteOutcome::Raced),
+            Err(Abort::Storage(error)) => Err(error),
+        }
+    }
+}
+
+/// Stores `item`: an insert when there was no row (`before` is `None`), else a replacement of
+/// the row at version `before`. Zero rows touched means another writer got there first.
+fn store<E>(
+    conn: &mut DbConnection,
+    item: &CurrentItem,
+    before: Option<i64>,
+) -> Result<(), Abort<E>> {
+    use backup_items::dsl;
+    let row = NewItemRow::versioned(&item.record, item.version);
+    let touched = match before {
+        None => {
+            let inserted = diesel::insert_into(dsl::backup_items)
+                .values(&row)
+                .execute(conn);
+            match inserted {
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => 0,
+                other => other?,
+            }
+        }
+        Some(version) => diesel::update(
+            dsl::backup_items
+                .filter(dsl::project_id.eq(item.record.project_id.as_str()))
+                .filter(dsl::id.eq(item.record.id.as_str()))
+                .filter(dsl::version.eq(version)),
+        )
+        .set(&row)
+        .execute(conn)?,
+    };
+    if touched == 1 {
+        Ok(())
+    } else {
+        Err(Abort::Raced)
+    }
+}
+
+fn load(
+    conn: &mut DbConnection,
+    project: &ProjectId,
+    selection: &Selection,
+) -> Result<Vec<Option<CurrentItem>>, StorageError> {
+    use backup_items::dsl;
+    let mut query = dsl::backup_items
+        .select((dsl::id, dsl::document, dsl::policy_id, dsl::version))
+        .filter(dsl::project_id.eq(project.as_str()))
+        .into_boxed();
+    query = match selection {
+        Selection::Items(ids) => {
+            query.filter(dsl::id.eq_any(ids.iter().map(ItemId::as_str).collect::<Vec<_>>()))
+        }
+        Selection::Checkpoint {
+            checkpoint_id,
+            item,
+        } => {
+            let query = query.filter(dsl::checkpoint_id.eq(checkpoint_id.as_str()));
+            match item {
+                Some(id) => query.filter(dsl::id.eq(id.as_str())),
+                None => query,
+            }
+        }
+    };
+    let rows: Vec<(String, String, Option<String>, i64)> = query.order(dsl::id.asc()).load(conn)?;
+    let mut items = Vec::with_capacity(rows.len());
+    for (id, document, policy_id, version) in rows {
+        let mut value: Value = serde_json::from_str(&document)
+            .map_err(|e| StorageError::CorruptRow(format!("item {id}: {e}")))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "project_id".into(),
+                Value::String(project.as_str().to_owned()),
+            );
+            object.insert(
+                "policy_id".into(),
+                policy_id.map_or(Value::Null, Value::String),
+            );
+        }
+        let record = BackupRecord::from_json(value)
+            .map_err(|e| StorageError::CorruptRow(format!("item {id}: {e}")))?;
+        items.push(CurrentItem { record, version });
+    }
+    Ok(match selection {
+        Selection::Items(ids) => ids
+            .iter()
+            .map(|id| items.iter().find(|item| &item.record.id == id).cloned())
+            .collect(),
+        Selection::Checkpoint { .. } => items.into_iter().map(Some).collect(),
+    })
+}
