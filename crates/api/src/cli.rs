@@ -24,9 +24,23 @@ pub enum Command {
     Token(TokenArgs),
     /// Load backup items from JSON Lines (one item object per line; `-` reads standard input).
     Import(ImportArgs),
+    /// Check the trigger-kept counters against the rows, or rebuild them from the rows.
+    Counters {
+        #[command(subcommand)]
+        action: CountersAction,
+    },
     /// Exit 0 if the local service answers `GET /readyz` with 200, else 1 (for container
     /// health checks, where no curl is at hand).
     Healthcheck,
+}
+
+/// What to do with the counters.
+#[derive(Debug, Subcommand)]
+pub enum CountersAction {
+    /// Report every counter that disagrees with the rows; exit 1 if any does.
+    Check,
+    /// Recompute every counter from the rows (writers wait meanwhile).
+    Rebuild,
 }
 
 /// Arguments of `token`.

@@ -22,6 +22,13 @@ fn main() -> ExitCode {
         Command::Serve => commands::serve::run(settings).map(|()| ExitCode::SUCCESS),
         Command::Migrate => commands::migrate::run(&settings).map(|()| ExitCode::SUCCESS),
         Command::Token(args) => commands::token::run(settings, &args).map(|()| ExitCode::SUCCESS),
+        Command::Counters { action } => commands::counters::run(&settings, &action).map(|clean| {
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::Healthcheck => commands::healthcheck::run(&settings).map(|ready| {
             if ready {
                 ExitCode::SUCCESS

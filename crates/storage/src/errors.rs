@@ -41,7 +41,8 @@ impl StorageError {
 }
 
 /// Messages by which PostgreSQL and SQLite say "not now" rather than "never": the server is
-/// going away or coming up, the connection broke, or the file is locked by another writer.
+/// going away or coming up, the connection broke, the file is locked by another writer, or a
+/// transaction lost a deadlock or serialization conflict and may simply be retried.
 const UNAVAILABLE_MESSAGES: &[&str] = &[
     "terminating connection",
     "server closed the connection",
@@ -54,6 +55,8 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "ssl syscall",
     "database is locked",
     "database is busy",
+    "deadlock detected",
+    "could not serialize access",
 ];
 
 impl From<DieselError> for StorageError {

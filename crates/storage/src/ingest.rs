@@ -131,7 +131,9 @@ impl Repository {
                 .iter()
                 .map(|c| c.as_ref().map(|c| (c.record.id.clone(), c.version)))
                 .collect();
-            let (plans, answer) = decide(current).map_err(Abort::Refused)?;
+            let (mut plans, answer) = decide(current).map_err(Abort::Refused)?;
+            // Rows are written in key order, so that overlapping writers cannot deadlock.
+            plans.sort_by(|a, b| a.item().record.id.cmp(&b.item().record.id));
             for plan in &plans {
                 if let Plan::Write(item) = plan {
                     let before = versions

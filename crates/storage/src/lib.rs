@@ -6,6 +6,7 @@
 //! query (`filters`), which count and list share, so the two always agree.
 
 mod connection;
+mod counters;
 mod errors;
 mod explain;
 mod filters;
@@ -19,6 +20,7 @@ mod schema;
 pub mod testing;
 
 pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
+pub use counters::CounterDrift;
 pub use errors::StorageError;
 pub use ingest::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,

@@ -99,13 +99,6 @@ impl Repository {
         Ok(())
     }
 
-    /// How many items `filter` selects.
-    pub fn count(&self, filter: &BackupFilter) -> Result<u64, StorageError> {
-        let mut conn = self.connection()?;
-        let count: i64 = filtered(filter).count().get_result(&mut *conn)?;
-        u64::try_from(count).map_err(|_| StorageError::CorruptRow("negative count".into()))
-    }
-
     /// One page of the items `filter` selects, in `sort` order.
     ///
     /// A marker that names no item in the filter's tenant scope is
@@ -162,7 +155,10 @@ impl Repository {
     /// same data twice changes nothing.
     pub fn upsert(&self, records: &[BackupRecord]) -> Result<usize, StorageError> {
         let mut conn = self.connection()?;
-        let rows: Vec<NewItemRow<'_>> = records.iter().map(NewItemRow::from).collect();
+        let mut rows: Vec<NewItemRow<'_>> = records.iter().map(NewItemRow::from).collect();
+        // Rows are locked in key order, so that concurrent imports of overlapping items in
+        // different orders cannot deadlock.
+        rows.sort_by(|a, b| (a.project_id, a.id).cmp(&(b.project_id, b.id)));
         conn.transaction(|conn| {
             let mut written = 0;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {

@@ -36,3 +36,22 @@ diesel::table! {
         created_at_us -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Items per tenant and status, kept by triggers.
+    item_counts (project_id, status) {
+        project_id -> Text,
+        status -> Text,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Items per tenant, status and UTC day of `created_at`, kept by triggers.
+    item_counts_daily (project_id, status, day) {
+        project_id -> Text,
+        status -> Text,
+        day -> Integer,
+        n -> BigInt,
+    }
+}

@@ -285,3 +285,15 @@ pub fn list_all_ids(
     }
     panic!("paging did not end");
 }
+
+/// Runs raw SQL on `repository`'s database, for tests that must reach past the repository
+/// (e.g. to damage the counters on purpose).
+pub fn execute_sql(repository: &Repository, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    repository
+        .pool
+        .get()
+        .expect("a connection")
+        .batch_execute(sql)
+        .expect("the SQL runs");
+}

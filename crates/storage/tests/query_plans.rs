@@ -156,10 +156,28 @@ fn tenant_queries_use_indexes() {
             plan.join("\n")
         );
 
-        // The detector itself: no index serves a name filter across tenants.
+        if db.backend() == Backend::Postgres {
+            // Substrings of three characters or more are served by the trigram index.
+            let by_name = BackupFilter {
+                scope: TenantScope::AllTenants,
+                criteria: CountQuery::from_pairs(&[("name", "n12"), ("resource_name", "web")])
+                    .unwrap()
+                    .criteria,
+            };
+            let plan = repository.explain_count(&by_name).unwrap();
+            assert!(
+                !scans_table(db.backend(), &plan),
+                "trigram index:\n{}",
+                plan.join("\n")
+            );
+        }
+
+        // The detector itself: no index serves a resource type across tenants.
         let unindexed = BackupFilter {
             scope: TenantScope::AllTenants,
-            criteria: CountQuery::from_pairs(&[("name", "n1")]).unwrap().criteria,
+            criteria: CountQuery::from_pairs(&[("resource_type", "OS::Nova::Server")])
+                .unwrap()
+                .criteria,
         };
         let plan = repository.explain_count(&unindexed).unwrap();
         assert!(

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod counters;
 pub mod healthcheck;
 pub mod import;
 pub mod migrate;

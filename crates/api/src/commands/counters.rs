@@ -1,0 +1,46 @@
+//! `csbs-api counters check|rebuild`: compare the trigger-kept counters with the rows, or
+//! recompute them.
+
+use csbs_storage::{CounterDrift, DatabaseUrl, Repository};
+use secrecy::ExposeSecret;
+
+use crate::cli::CountersAction;
+use crate::settings::Settings;
+
+/// Runs the action; `Ok(false)` when `check` found drift.
+pub fn run(settings: &Settings, action: &CountersAction) -> anyhow::Result<bool> {
+    let url = DatabaseUrl::parse(settings.database.url.expose_secret())?;
+    let repository = Repository::open(&url, &settings.database.pool_settings())?;
+    repository.migrate()?;
+    match action {
+        CountersAction::Check => {
+            let drift = repository.check_counters()?;
+            report(&drift);
+            if drift.is_empty() {
+                println!("every counter agrees with the rows");
+            }
+            Ok(drift.is_empty())
+        }
+        CountersAction::Rebuild => {
+            let repaired = repository.rebuild_counters()?;
+            report(&repaired);
+            println!(
+                "counters rebuilt from the rows; {} were wrong",
+                repaired.len()
+            );
+            Ok(true)
+        }
+    }
+}
+
+fn report(drift: &[CounterDrift]) {
+    for d in drift {
+        let day = d
+            .day
+            .map_or_else(|| "total".to_owned(), |day| format!("day {day}"));
+        println!(
+            "{} {} {}: counter {} but {} rows",
+            d.project_id, d.status, day, d.counted, d.actual
+        );
+    }
+}
