@@ -8,10 +8,11 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{web, Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 
 use crate::errors::{ApiError, ErrorBody};
+use crate::state::AppState;
 
 /// `X-Request-Id`: taken from the request when it is usable, else generated.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,12 +80,21 @@ pub async fn envelope(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "(no route)".to_owned());
+    let elapsed = started.elapsed();
+    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+        state.metrics.observe_request(
+            response.request().method().as_str(),
+            &route,
+            status.as_u16(),
+            elapsed.as_secs_f64(),
+        );
+    }
     tracing::info!(
         target: "csbs_api::access",
         method = %response.request().method(),
         route = %route,
         status = status.as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
         request_id = %request_id,
         "request"
     );

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod errors;
+pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod signing_secret;

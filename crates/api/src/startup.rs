@@ -14,6 +14,7 @@ use csbs_storage::{establish, DatabaseUrl, Repository};
 use secrecy::ExposeSecret;
 
 use crate::envelope::envelope;
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::settings::Settings;
 use crate::signing_secret::{ensure_signing_key, SecretSource};
@@ -66,6 +67,7 @@ impl Application {
             public_base_url: Some(settings.server.public_base_url.clone())
                 .filter(|u| !u.is_empty()),
             max_bulk_items: settings.ingest.max_bulk_items,
+            metrics: Metrics::new()?,
         };
 
         let listener = TcpListener::bind(&settings.server.bind)

@@ -9,6 +9,7 @@ use csbs_auth::TokenValidator;
 use csbs_storage::{Repository, StorageError};
 
 use crate::errors::ApiError;
+use crate::metrics::Metrics;
 
 /// Whether migrations have been applied since start-up. Until then every database request is
 /// answered 503, so that a service started before its database never serves a half-made schema.
@@ -39,6 +40,8 @@ pub struct AppState {
     pub public_base_url: Option<String>,
     /// Items one bulk ingest request may carry.
     pub max_bulk_items: usize,
+    /// The service's metrics.
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
         F: FnOnce(&Repository) -> Result<T, StorageError> + Send + 'static,
     {
         if !self.readiness.is_migrated() {
+            self.metrics.database_error("unavailable");
             return Err(ApiError::Unavailable(
                 "the database schema is not migrated yet".into(),
             ));
@@ -58,6 +62,14 @@ impl AppState {
         web::block(move || work(&repository))
             .await
             .map_err(|error| ApiError::Internal(format!("blocking task failed: {error}")))?
-            .map_err(ApiError::from)
+            .map_err(|error| {
+                match &error {
+                    StorageError::UnknownMarker => {}
+                    StorageError::Unavailable(_) => self.metrics.database_error("unavailable"),
+                    StorageError::Timeout => self.metrics.database_error("timeout"),
+                    _ => self.metrics.database_error("other"),
+                }
+                ApiError::from(error)
+            })
     }
 }

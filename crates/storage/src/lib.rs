@@ -26,4 +26,4 @@ pub use ingest::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };
 pub use pool::{ConnectionManager, Pool, PoolSettings};
-pub use repository::{ItemPage, Repository, StoredItem};
+pub use repository::{ItemPage, PoolState, Repository, StoredItem};

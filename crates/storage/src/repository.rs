@@ -3,6 +3,9 @@
 use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, ItemId, PageRequest, ProjectId, SortSpec, TenantScope,
 };
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
@@ -46,6 +49,21 @@ pub struct StoredItem {
 pub struct Repository {
     pub(crate) pool: Pool,
     backend: Backend,
+    /// Callers waiting for a connection right now (r2d2 does not say).
+    waiting: Arc<AtomicI64>,
+}
+
+/// The pool's state at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Open connections.
+    pub connections: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Callers waiting for a connection.
+    pub waiting: i64,
+    /// The pool's size limit.
+    pub max: u32,
 }
 
 impl std::fmt::Debug for Repository {
@@ -64,6 +82,7 @@ impl Repository {
         Ok(Self {
             pool: build_pool(url, settings)?,
             backend: url.backend(),
+            waiting: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -72,14 +91,22 @@ impl Repository {
         self.backend
     }
 
-    /// The pool's current state: (connections open, connections idle).
-    pub fn pool_state(&self) -> (u32, u32) {
+    /// The pool's current state.
+    pub fn pool_state(&self) -> PoolState {
         let state = self.pool.state();
-        (state.connections, state.idle_connections)
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            waiting: self.waiting.load(Ordering::Relaxed),
+            max: self.pool.max_size(),
+        }
     }
 
     pub(crate) fn connection(&self) -> Result<PooledConnection, StorageError> {
-        Ok(self.pool.get()?)
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let connection = self.pool.get();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Ok(connection?)
     }
 
     /// Applies pending migrations; returns how many were applied.

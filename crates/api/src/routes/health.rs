@@ -1,11 +1,13 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (migrations applied and the
-//! database answering). Neither needs a token; both are cheap enough to poll every second.
+//! `GET /healthz` (the process answers), `GET /readyz` (migrations applied and the database
+//! answering) and `GET /metrics` (Prometheus text). None needs a token: expose them to the
+//! platform, not the internet. All are cheap enough to poll every second.
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
+use crate::metrics::PoolGauges;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -13,6 +15,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/healthz")
             .wrap(from_fn(catch_panics))
             .route(web::get().to(healthz))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(metrics))
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
@@ -25,6 +33,19 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let pool = state.repository.pool_state();
+    let text = state.metrics.render(PoolGauges {
+        connections: pool.connections,
+        idle: pool.idle,
+        waiting: pool.waiting,
+        max: pool.max,
+    });
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
 }
 
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

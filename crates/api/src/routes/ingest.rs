@@ -136,6 +136,13 @@ pub(super) async fn run_write(
     let outcome = state
         .run(move |repository| repository.write(&project, &selection, key.as_ref(), now, decide))
         .await?;
+    let outcome_label = match &outcome {
+        WriteOutcome::Done(_) => "stored",
+        WriteOutcome::Replayed(_) => "replayed",
+        WriteOutcome::Refused(_) => "refused",
+        WriteOutcome::KeyReused | WriteOutcome::Raced => "conflict",
+    };
+    state.metrics.ingest_outcome(outcome_label);
     let answer = match outcome {
         WriteOutcome::Done(answer) | WriteOutcome::Replayed(answer) => answer,
         WriteOutcome::Refused(error) => return Err(error),

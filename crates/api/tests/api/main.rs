@@ -8,4 +8,5 @@ mod command_line;
 mod errors;
 mod helpers;
 mod ingest;
+mod observability;
 mod outages;

@@ -1,0 +1,146 @@
+//! Prometheus metrics, served as text at `GET /metrics`: requests by route and status with
+//! their latency, the database pool, database errors, and ingest outcomes. Process metrics
+//! (resident memory, CPU, open files) come from the `process` collector.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Every metric of the service, registered in its own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    database_errors: IntCounterVec,
+    ingest: IntCounterVec,
+    pool_connections: IntGauge,
+    pool_idle: IntGauge,
+    pool_in_use: IntGauge,
+    pool_waiting: IntGauge,
+    pool_max: IntGauge,
+}
+
+/// A metric definition that cannot fail at run time failed at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new_custom(Some("csbs".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by method, route and status",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency, by method and route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["method", "route"],
+        )?;
+        let database_errors = IntCounterVec::new(
+            Opts::new(
+                "database_errors_total",
+                "Failed database operations, by kind (unavailable, timeout, other)",
+            ),
+            &["kind"],
+        )?;
+        let ingest = IntCounterVec::new(
+            Opts::new(
+                "ingest_writes_total",
+                "Ingest API writes, by outcome (stored, replayed, refused)",
+            ),
+            &["outcome"],
+        )?;
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help);
+        let pool_connections = gauge("db_pool_connections", "Open database connections")?;
+        let pool_idle = gauge("db_pool_idle_connections", "Idle database connections")?;
+        let pool_in_use = gauge("db_pool_in_use_connections", "Database connections in use")?;
+        let pool_waiting = gauge(
+            "db_pool_waiting_requests",
+            "Requests waiting for a database connection",
+        )?;
+        let pool_max = gauge("db_pool_max_connections", "The pool's size limit")?;
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(database_errors.clone()),
+            Box::new(ingest.clone()),
+            Box::new(pool_connections.clone()),
+            Box::new(pool_idle.clone()),
+            Box::new(pool_in_use.clone()),
+            Box::new(pool_waiting.clone()),
+            Box::new(pool_max.clone()),
+        ] {
+            registry.register(collector)?;
+        }
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            database_errors,
+            ingest,
+            pool_connections,
+            pool_idle,
+            pool_in_use,
+            pool_waiting,
+            pool_max,
+        })
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(seconds);
+    }
+
+    /// Records a failed database operation.
+    pub fn database_error(&self, kind: &str) {
+        self.database_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Records an ingest write's outcome.
+    pub fn ingest_outcome(&self, outcome: &str) {
+        self.ingest.with_label_values(&[outcome]).inc();
+    }
+
+    /// The text exposition of every metric, with the pool's state as of now.
+    pub fn render(&self, pool: PoolGauges) -> String {
+        self.pool_connections.set(i64::from(pool.connections));
+        self.pool_idle.set(i64::from(pool.idle));
+        self.pool_in_use
+            .set(i64::from(pool.connections.saturating_sub(pool.idle)));
+        self.pool_waiting.set(pool.waiting);
+        self.pool_max.set(i64::from(pool.max));
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics; an error leaves what was written.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+/// The pool's state at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolGauges {
+    pub connections: u32,
+    pub idle: u32,
+    pub waiting: i64,
+    pub max: u32,
+}
