@@ -104,6 +104,12 @@ impl Application {
         self.port
     }
 
+    /// A handle that stops the server: gracefully (requests in flight finish within the grace
+    /// period) or at once. SIGTERM and SIGINT do the graceful stop by themselves.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// The shared state, for tests that look behind the API.
     pub fn state(&self) -> &AppState {
         &self.state

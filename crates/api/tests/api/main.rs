@@ -10,3 +10,6 @@ mod helpers;
 mod ingest;
 mod observability;
 mod outages;
+mod shutdown;
+mod tenant_isolation;
+mod token_attacks;

@@ -1,0 +1,91 @@
+//! Graceful shutdown: requests in flight finish, then the service stops; the binary exits 0 on
+//! SIGTERM.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use csbs_api::startup::Application;
+use csbs_storage::testing::TestDatabase;
+
+use crate::helpers::test_settings;
+
+#[actix_web::test]
+async fn requests_in_flight_finish_before_the_service_stops() {
+    let db = TestDatabase::sqlite();
+    let extra: csbs_api::startup::ExtraRoutes = Arc::new(|cfg: &mut web::ServiceConfig| {
+        cfg.route(
+            "/test/slow",
+            web::get().to(|| async {
+                actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+                "finished"
+            }),
+        );
+    });
+    let application = Application::build_with(test_settings(db.url()), extra).unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let handle = application.handle();
+    let server = actix_web::rt::spawn(application.run_until_stopped());
+
+    let in_flight =
+        actix_web::rt::spawn(async move { reqwest::get(format!("{address}/test/slow")).await });
+    actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    let stopping = Instant::now();
+    handle.stop(true).await;
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight was answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    server.await.unwrap().unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn the_binary_exits_zero_on_sigterm() {
+    let db = TestDatabase::sqlite();
+    let data_dir =
+        std::env::temp_dir().join(format!("csbs-sigterm-{}", uuid::Uuid::new_v4().simple()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_csbs-api"))
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("CSBS__DATA_DIR", &data_dir)
+        .env("CSBS__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("CSBS__SERVER__SHUTDOWN_GRACE_SECONDS", "2")
+        .env("CSBS__LOG__FILTER", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the service did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(data_dir);
+}
