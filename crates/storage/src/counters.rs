@@ -1,15 +1,17 @@
 //! Counts answered from the trigger-kept counters instead of the rows, when the filter allows
 //! it: a tenant (or every tenant), statuses, and a time range. Whole days of a range come from
 //! the daily counters; the partial days at its edges are counted from the items' index. The
-//! pieces are read in one snapshot, so the sum is exact under concurrent writes.
+//! pieces are summed in one statement, which reads one snapshot, so the sum is exact under
+//! concurrent writes.
 
 use csbs_domain::{BackupFilter, BackupStatus, Criteria, Micros, TenantScope};
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Nullable};
 
-use crate::connection::DbConnection;
+use crate::connection::{DbConnection, MultiBackend};
 use crate::filters::filtered;
 use crate::schema::{item_counts, item_counts_daily};
 use crate::{Repository, StorageError};
@@ -60,7 +62,42 @@ fn sum_n() -> diesel::expression::SqlLiteral<Nullable<BigInt>> {
     sql::<Nullable<BigInt>>("CAST(SUM(n) AS BIGINT)")
 }
 
-fn total(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<i64> {
+type Part<'a> = Box<dyn QueryFragment<MultiBackend> + Send + 'a>;
+
+/// `SELECT COALESCE((part), 0) + …`: the pieces of a count summed by the database in one
+/// statement, which both backends answer from one snapshot.
+struct SumOf<'a> {
+    parts: Vec<Part<'a>>,
+}
+
+impl QueryFragment<MultiBackend> for SumOf<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        out.push_sql("SELECT ");
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(" + ");
+            }
+            out.push_sql("COALESCE((");
+            part.walk_ast(out.reborrow())?;
+            out.push_sql("), 0)");
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for SumOf<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for SumOf<'_> {
+    type SqlType = BigInt;
+}
+
+impl RunQueryDsl<DbConnection> for SumOf<'_> {}
+
+fn total(filter: &BackupFilter) -> Part<'_> {
     let mut query = item_counts::table
         .select(sum_n())
         .filter(item_counts::status.eq_any(status_texts(&filter.criteria)))
@@ -68,15 +105,10 @@ fn total(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<i64> {
     if let TenantScope::Project(project) = &filter.scope {
         query = query.filter(item_counts::project_id.eq(project.as_str()));
     }
-    Ok(query.first::<Option<i64>>(conn)?.unwrap_or(0))
+    Box::new(query)
 }
 
-fn whole_days(
-    conn: &mut DbConnection,
-    filter: &BackupFilter,
-    first: Option<i64>,
-    last: Option<i64>,
-) -> QueryResult<i64> {
+fn whole_days(filter: &BackupFilter, first: Option<i64>, last: Option<i64>) -> Part<'_> {
     let mut query = item_counts_daily::table
         .select(sum_n())
         .filter(item_counts_daily::status.eq_any(status_texts(&filter.criteria)))
@@ -91,80 +123,54 @@ fn whole_days(
     if let Some(last) = last {
         query = query.filter(item_counts_daily::day.le(clamp(last)));
     }
-    Ok(query.first::<Option<i64>>(conn)?.unwrap_or(0))
+    Box::new(query)
 }
 
-fn rows_between(
-    conn: &mut DbConnection,
-    filter: &BackupFilter,
-    from: Micros,
-    to: Micros,
-) -> QueryResult<i64> {
-    let edge = BackupFilter {
+/// The same filter over `[from, to]`: a range whose rows are counted from the index.
+fn edge(filter: &BackupFilter, from: Micros, to: Micros) -> BackupFilter {
+    BackupFilter {
         scope: filter.scope.clone(),
-        criteria: Criteria {
-            created_from: Some(from),
-            created_to: Some(to),
-            ..filter.criteria.clone()
-        },
-    };
-    filtered(&edge).count().get_result(conn)
+        criteria: Criteria { created_from: Some(from), created_to: Some(to), ..filter.criteria.clone() },
+    }
 }
 
-/// The count of `filter` from the counters; the caller has checked [`counters_apply`].
+/// The count of `filter` from the counters in one statement; the caller has checked
+/// [`counters_apply`].
 fn counted(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<i64> {
     let (from, to) = (filter.criteria.created_from, filter.criteria.created_to);
     if from.is_none() && to.is_none() {
-        return total(conn, filter);
+        return SumOf { parts: vec![total(filter)] }.get_result(conn);
     }
     // Days wholly inside the range come from the daily counters.
-    let first_whole = from.map(|f| {
-        if f.rem_euclid(DAY_MICROS) == 0 {
-            day_of(f)
-        } else {
-            day_of(f) + 1
-        }
-    });
-    let last_whole = to.map(|t| {
-        if t.rem_euclid(DAY_MICROS) == DAY_MICROS - 1 {
-            day_of(t)
-        } else {
-            day_of(t) - 1
-        }
-    });
+    let first_whole = from.map(|f| if f.rem_euclid(DAY_MICROS) == 0 { day_of(f) } else { day_of(f) + 1 });
+    let last_whole = to.map(|t| if t.rem_euclid(DAY_MICROS) == DAY_MICROS - 1 { day_of(t) } else { day_of(t) - 1 });
     if let (Some(first), Some(last)) = (first_whole, last_whole) {
         if first > last {
-            // No whole day: the range is within a day or two, count its rows.
-            return rows_between(
-                conn,
-                filter,
-                from.unwrap_or(i64::MIN),
-                to.unwrap_or(i64::MAX),
-            );
+            // No whole day: the range lies within a day or two; count its rows.
+            return filtered(filter).count().get_result(conn);
         }
     }
-    let mut count = whole_days(conn, filter, first_whole, last_whole)?;
+    let mut edges = Vec::new();
     if let (Some(from), Some(first)) = (from, first_whole) {
         let day_start = first.saturating_mul(DAY_MICROS);
         if from < day_start {
-            count += rows_between(conn, filter, from, day_start - 1)?;
+            edges.push(edge(filter, from, day_start - 1));
         }
     }
     if let (Some(to), Some(last)) = (to, last_whole) {
         let day_after = last.saturating_add(1).saturating_mul(DAY_MICROS);
         if to >= day_after {
-            count += rows_between(conn, filter, day_after, to)?;
+            edges.push(edge(filter, day_after, to));
         }
     }
-    Ok(count)
+    let mut parts = vec![whole_days(filter, first_whole, last_whole)];
+    parts.extend(edges.iter().map(|e| Box::new(filtered(e).count()) as Part<'_>));
+    SumOf { parts }.get_result(conn)
 }
 
 /// Runs `work` in one read-only snapshot (a transaction; REPEATABLE READ on PostgreSQL), so
-/// that the counters and the edge counts see the same writes.
-fn in_snapshot<T>(
-    conn: &mut DbConnection,
-    work: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
+/// that several queries see the same writes.
+fn in_snapshot<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> QueryResult<T>) -> QueryResult<T> {
     conn.transaction(|conn| {
         if let DbConnection::Postgresql(pg) = conn {
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;

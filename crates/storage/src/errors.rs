@@ -59,6 +59,33 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "could not serialize access",
 ];
 
+/// Messages that mean the connection itself is gone: it must not be used again.
+const CONNECTION_LOST_MESSAGES: &[&str] = &[
+    "terminating connection",
+    "server closed the connection",
+    "no connection to the server",
+    "connection to server",
+    "could not receive data",
+    "could not send data",
+    "ssl syscall",
+];
+
+/// Whether `error` means the connection it came from is dead.
+pub(crate) fn connection_lost(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            CONNECTION_LOST_MESSAGES.iter().any(|m| message.contains(m))
+        }
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
 impl From<DieselError> for StorageError {
     fn from(error: DieselError) -> Self {
         match &error {

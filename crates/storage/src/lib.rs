@@ -25,5 +25,5 @@ pub use errors::StorageError;
 pub use ingest::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };
-pub use pool::{ConnectionManager, Pool, PoolSettings};
+pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb};
 pub use repository::{ItemPage, PoolState, Repository, StoredItem};

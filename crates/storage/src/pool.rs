@@ -1,9 +1,14 @@
 //! The connection pool, sized and timed so that a database outage costs each request at most
 //! the checkout timeout, never r2d2's default 30 seconds.
 
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use diesel::connection::InstrumentationEvent;
 use diesel::r2d2::R2D2Connection;
+use diesel::Connection;
 
 use crate::connection::{establish, ConnectionSettings, DatabaseUrl, DbConnection};
 use crate::StorageError;
@@ -35,6 +40,50 @@ impl Default for PoolSettings {
     }
 }
 
+/// A connection used successfully this recently is handed out without the checkout query:
+/// a pool that is busy pays no extra round trip per request, and one that sat idle is
+/// checked before use. A connection that dies inside the window fails one query, is marked
+/// broken by that failure, and is dropped on its return.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// A pooled connection and what the pool knows of its health.
+pub struct PooledDb {
+    connection: DbConnection,
+    /// Set by the connection's instrumentation when a query fails because the connection died.
+    lost: Arc<AtomicBool>,
+    /// When the connection last proved to work.
+    verified_at: Instant,
+}
+
+impl Deref for PooledDb {
+    type Target = DbConnection;
+
+    fn deref(&self) -> &DbConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for PooledDb {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.connection
+    }
+}
+
+/// Watches every query's outcome for a dead connection.
+fn watch_for_loss(connection: &mut DbConnection, lost: Arc<AtomicBool>) {
+    let watcher = move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::FinishQuery { error: Some(error), .. } = event {
+            if crate::errors::connection_lost(error) {
+                lost.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    match connection {
+        DbConnection::Postgresql(pg) => pg.set_instrumentation(watcher),
+        DbConnection::Sqlite(sqlite) => sqlite.set_instrumentation(watcher),
+    }
+}
+
 /// The pool type the repository uses.
 pub type Pool = r2d2::Pool<ConnectionManager>;
 
@@ -54,19 +103,31 @@ impl ConnectionManager {
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConnection;
+    type Connection = PooledDb;
     type Error = StorageError;
 
-    fn connect(&self) -> Result<DbConnection, StorageError> {
-        establish(&self.url, &self.settings)
+    fn connect(&self) -> Result<PooledDb, StorageError> {
+        let mut connection = establish(&self.url, &self.settings)?;
+        let lost = Arc::new(AtomicBool::new(false));
+        watch_for_loss(&mut connection, Arc::clone(&lost));
+        Ok(PooledDb { connection, lost, verified_at: Instant::now() })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), StorageError> {
-        conn.ping().map_err(StorageError::from)
+    fn is_valid(&self, conn: &mut PooledDb) -> Result<(), StorageError> {
+        if conn.verified_at.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
+        conn.connection.ping().map_err(StorageError::from)?;
+        conn.verified_at = Instant::now();
+        Ok(())
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
+    fn has_broken(&self, conn: &mut PooledDb) -> bool {
+        let broken = conn.lost.load(Ordering::Relaxed) || conn.connection.is_broken();
+        if !broken {
+            conn.verified_at = Instant::now();
+        }
+        broken
     }
 }
 

@@ -74,7 +74,22 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-type PooledConnection = r2d2::PooledConnection<crate::pool::ConnectionManager>;
+/// A checked-out connection, used as the `DbConnection` it holds.
+pub(crate) struct Checkout(r2d2::PooledConnection<crate::pool::ConnectionManager>);
+
+impl std::ops::Deref for Checkout {
+    type Target = DbConnection;
+
+    fn deref(&self) -> &DbConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.0
+    }
+}
 
 impl Repository {
     /// A repository over a new pool for `url`. Does not connect: see [`Repository::migrate`].
@@ -102,11 +117,11 @@ impl Repository {
         }
     }
 
-    pub(crate) fn connection(&self) -> Result<PooledConnection, StorageError> {
+    pub(crate) fn connection(&self) -> Result<Checkout, StorageError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let connection = self.pool.get();
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        Ok(connection?)
+        Ok(Checkout(connection?))
     }
 
     /// Applies pending migrations; returns how many were applied.
