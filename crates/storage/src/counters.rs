@@ -130,7 +130,11 @@ fn whole_days(filter: &BackupFilter, first: Option<i64>, last: Option<i64>) -> P
 fn edge(filter: &BackupFilter, from: Micros, to: Micros) -> BackupFilter {
     BackupFilter {
         scope: filter.scope.clone(),
-        criteria: Criteria { created_from: Some(from), created_to: Some(to), ..filter.criteria.clone() },
+        criteria: Criteria {
+            created_from: Some(from),
+            created_to: Some(to),
+            ..filter.criteria.clone()
+        },
     }
 }
 
@@ -139,11 +143,26 @@ fn edge(filter: &BackupFilter, from: Micros, to: Micros) -> BackupFilter {
 fn counted(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<i64> {
     let (from, to) = (filter.criteria.created_from, filter.criteria.created_to);
     if from.is_none() && to.is_none() {
-        return SumOf { parts: vec![total(filter)] }.get_result(conn);
+        return SumOf {
+            parts: vec![total(filter)],
+        }
+        .get_result(conn);
     }
     // Days wholly inside the range come from the daily counters.
-    let first_whole = from.map(|f| if f.rem_euclid(DAY_MICROS) == 0 { day_of(f) } else { day_of(f) + 1 });
-    let last_whole = to.map(|t| if t.rem_euclid(DAY_MICROS) == DAY_MICROS - 1 { day_of(t) } else { day_of(t) - 1 });
+    let first_whole = from.map(|f| {
+        if f.rem_euclid(DAY_MICROS) == 0 {
+            day_of(f)
+        } else {
+            day_of(f) + 1
+        }
+    });
+    let last_whole = to.map(|t| {
+        if t.rem_euclid(DAY_MICROS) == DAY_MICROS - 1 {
+            day_of(t)
+        } else {
+            day_of(t) - 1
+        }
+    });
     if let (Some(first), Some(last)) = (first_whole, last_whole) {
         if first > last {
             // No whole day: the range lies within a day or two; count its rows.
@@ -164,13 +183,20 @@ fn counted(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<i64> {
         }
     }
     let mut parts = vec![whole_days(filter, first_whole, last_whole)];
-    parts.extend(edges.iter().map(|e| Box::new(filtered(e).count()) as Part<'_>));
+    parts.extend(
+        edges
+            .iter()
+            .map(|e| Box::new(filtered(e).count()) as Part<'_>),
+    );
     SumOf { parts }.get_result(conn)
 }
 
 /// Runs `work` in one read-only snapshot (a transaction; REPEATABLE READ on PostgreSQL), so
 /// that several queries see the same writes.
-fn in_snapshot<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> QueryResult<T>) -> QueryResult<T> {
+fn in_snapshot<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
     conn.transaction(|conn| {
         if let DbConnection::Postgresql(pg) = conn {
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;

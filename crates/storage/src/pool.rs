@@ -72,7 +72,10 @@ impl DerefMut for PooledDb {
 /// Watches every query's outcome for a dead connection.
 fn watch_for_loss(connection: &mut DbConnection, lost: Arc<AtomicBool>) {
     let watcher = move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::FinishQuery { error: Some(error), .. } = event {
+        if let InstrumentationEvent::FinishQuery {
+            error: Some(error), ..
+        } = event
+        {
             if crate::errors::connection_lost(error) {
                 lost.store(true, Ordering::Relaxed);
             }
@@ -110,7 +113,11 @@ impl r2d2::ManageConnection for ConnectionManager {
         let mut connection = establish(&self.url, &self.settings)?;
         let lost = Arc::new(AtomicBool::new(false));
         watch_for_loss(&mut connection, Arc::clone(&lost));
-        Ok(PooledDb { connection, lost, verified_at: Instant::now() })
+        Ok(PooledDb {
+            connection,
+            lost,
+            verified_at: Instant::now(),
+        })
     }
 
     fn is_valid(&self, conn: &mut PooledDb) -> Result<(), StorageError> {
