@@ -24,6 +24,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Load backup items from JSON Lines (one item object per line; `-` reads standard input).
     Import(ImportArgs),
+    /// Generate realistic, deterministic backups: the same arguments always give the same data.
+    Seed(SeedArgs),
     /// Check the trigger-kept counters against the rows, or rebuild them from the rows.
     Counters {
         #[command(subcommand)]
@@ -65,6 +67,23 @@ pub struct TokenArgs {
 pub struct ImportArgs {
     /// The JSON Lines file, or `-` for standard input.
     pub file: PathBuf,
+    /// Items per transaction (default: the `import.batch_size` setting).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+/// Arguments of `seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// How many items to generate.
+    #[arg(long)]
+    pub items: u64,
+    /// How many tenants share them (one holds about 60%).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub projects: u32,
+    /// The random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Items per transaction (default: the `import.batch_size` setting).
     #[arg(long)]
     pub batch_size: Option<usize>,

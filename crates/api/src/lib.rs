@@ -4,12 +4,15 @@
 //! application exactly as production does.
 
 pub mod authentication;
+pub mod benchmark;
 pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod errors;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
+pub mod sample_data;
 pub mod settings;
 pub mod signing_secret;
 pub mod startup;

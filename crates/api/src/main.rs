@@ -36,6 +36,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Command::Seed(args) => commands::seed::run(&settings, &args).map(|_| ExitCode::SUCCESS),
         Command::Import(args) => commands::import::run(&settings, &args).map(|summary| {
             if summary.bad_lines > 0 {
                 ExitCode::FAILURE

@@ -4,5 +4,6 @@ pub mod counters;
 pub mod healthcheck;
 pub mod import;
 pub mod migrate;
+pub mod seed;
 pub mod serve;
 pub mod token;

@@ -14,6 +14,7 @@ use super::{method_not_allowed, query_pairs};
 use crate::authentication::Authenticated;
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
+use crate::openapi as doc;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -56,6 +57,22 @@ fn scope(caller: &Caller, project: ProjectId, all_tenants: bool) -> Result<Tenan
     }
 }
 
+/// Count backups
+///
+/// How many backups of the tenant (or, for an administrator with `all_tenants=true`, of every
+/// tenant) match the filters. `limit`, `marker`, `offset` and `sort` are accepted and ignored.
+#[utoipa::path(
+    get,
+    path = "/v1/{project_id}/checkpoint_items/count",
+    tag = "checkpoint_items",
+    operation_id = "count_checkpoint_items",
+    params(doc::ProjectPath, doc::FilterQuery, doc::IgnoredPageQuery),
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The number of matching backups.", body = doc::CountAnswer),
+        doc::ReadErrors,
+    )
+)]
 async fn count(
     Authenticated(caller): Authenticated,
     path: web::Path<String>,
@@ -74,6 +91,22 @@ async fn count(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "count": count })))
 }
 
+/// List backups
+///
+/// A page of the backups that match the filters (the same filters as the count, which
+/// always agrees with paging through the list).
+#[utoipa::path(
+    get,
+    path = "/v1/{project_id}/checkpoint_items",
+    tag = "checkpoint_items",
+    operation_id = "list_checkpoint_items",
+    params(doc::ProjectPath, doc::FilterQuery, doc::PageQuery),
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of matching backups.", body = doc::ListAnswer),
+        doc::ReadErrors,
+    )
+)]
 async fn list(
     Authenticated(caller): Authenticated,
     path: web::Path<String>,
@@ -145,6 +178,21 @@ fn next_link(
     Some(format!("{base}{}?{}", req.path(), query.finish()))
 }
 
+/// Show a backup
+///
+/// One backup of the tenant, whatever its status but `deleted`. Takes no query parameters.
+#[utoipa::path(
+    get,
+    path = "/v1/{project_id}/checkpoint_items/{checkpoint_item_id}",
+    tag = "checkpoint_items",
+    operation_id = "show_checkpoint_item",
+    params(doc::ProjectPath, doc::ItemPath),
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The backup.", body = doc::ShowAnswer),
+        doc::ReadErrors,
+    )
+)]
 async fn show(
     Authenticated(caller): Authenticated,
     path: web::Path<(String, String)>,

@@ -13,6 +13,7 @@ use super::{method_not_allowed, query_pairs};
 use crate::authentication::Authenticated;
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
+use crate::openapi as doc;
 use crate::state::AppState;
 
 /// The provider id of the real service; there is no other.
@@ -27,6 +28,24 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Delete a backup record
+///
+/// Asks for the deletion of the record's backups (or of the one named by `checkpoint_items`):
+/// those in `available` or `error` move to `waiting_delete`, those already on their way are
+/// left alone, so repeating the request is harmless. If any is busy (`waiting_protect`,
+/// `protecting`, `waiting_restore`, `restoring`) nothing changes and the answer is 400.
+#[utoipa::path(
+    delete,
+    path = "/v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}",
+    tag = "checkpoint_items",
+    operation_id = "delete_checkpoint",
+    params(doc::ProjectPath, doc::CheckpointPath, doc::DeleteQuery),
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The deletion was asked for.", body = doc::DeleteAnswer),
+        doc::DeleteErrors,
+    )
+)]
 async fn delete_checkpoint(
     Authenticated(caller): Authenticated,
     path: web::Path<(String, String, String)>,

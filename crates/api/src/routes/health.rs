@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
 use crate::metrics::PoolGauges;
+use crate::openapi as doc;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,10 +32,39 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Liveness
+///
+/// 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    security(()),
+    responses(
+        (status = 200, description = "The process answers.", body = doc::Liveness),
+        doc::OperationErrors,
+    )
+)]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Metrics
+///
+/// Prometheus text: requests, the pool, database errors, ingest outcomes, the process.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    security(()),
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String,
+            content_type = "text/plain"),
+        doc::OperationErrors,
+    )
+)]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.repository.pool_state();
     let text = state.metrics.render(PoolGauges {
@@ -48,6 +78,20 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
+/// Readiness
+///
+/// 200 when migrations are applied and the database answers, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    security(()),
+    responses(
+        (status = 200, description = "Ready to serve.", body = doc::Readiness),
+        doc::ReadinessErrors,
+    )
+)]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // `run` answers 503 itself until migrations are applied.
     state.run(|repository| repository.ping()).await?;

@@ -26,6 +26,7 @@ use super::{method_not_allowed, query_pairs};
 use crate::authentication::Authenticated;
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
+use crate::openapi as doc;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -172,6 +173,25 @@ fn item_answer(item: &CurrentItem, created: bool) -> StoredAnswer {
     }
 }
 
+/// Create or replace a backup
+///
+/// Stores the item with the version the body names: 1 creates it, the stored version + 1
+/// replaces it (a status change must follow the lifecycle), the stored version again is a
+/// retry answered as the first time.
+#[utoipa::path(
+    put,
+    path = "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}",
+    tag = "ingest",
+    operation_id = "ingest_put_item",
+    params(doc::ProjectPath, doc::ItemPath, doc::IdempotencyHeader),
+    request_body = doc::ItemWrite,
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created.", body = doc::IngestItemAnswer),
+        (status = 200, description = "Replaced, or a retry of the stored version.", body = doc::IngestItemAnswer),
+        doc::IngestWriteErrors,
+    )
+)]
 async fn put_item(
     caller: Authenticated,
     path: web::Path<(String, String)>,
@@ -199,6 +219,21 @@ async fn put_item(
     .await
 }
 
+/// Read a backup with its version
+///
+/// Whatever its status, `deleted` included, so that an engine can catch up after a 409.
+#[utoipa::path(
+    get,
+    path = "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}",
+    tag = "ingest",
+    operation_id = "ingest_get_item",
+    params(doc::ProjectPath, doc::ItemPath),
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The backup and its version.", body = doc::IngestItemAnswer),
+        doc::ReadErrors,
+    )
+)]
 async fn get_item(
     caller: Authenticated,
     path: web::Path<(String, String)>,
@@ -219,6 +254,23 @@ async fn get_item(
         .body(answer.body))
 }
 
+/// Change the status of a backup
+///
+/// Moves the item along its lifecycle (or keeps its status, to report progress) and merges
+/// `extend_info`; an unknown item is 404.
+#[utoipa::path(
+    post,
+    path = "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}/status",
+    tag = "ingest",
+    operation_id = "ingest_change_status",
+    params(doc::ProjectPath, doc::ItemPath, doc::IdempotencyHeader),
+    request_body = doc::StatusChange,
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The backup as stored now, and its version.", body = doc::IngestItemAnswer),
+        doc::IngestWriteErrors,
+    )
+)]
 async fn change_status(
     caller: Authenticated,
     path: web::Path<(String, String)>,
@@ -246,6 +298,22 @@ async fn change_status(
     .await
 }
 
+/// Report many backups
+///
+/// Creates or replaces every item under the rules of a single `PUT`, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/ingest/v1/{project_id}/checkpoint_items",
+    tag = "ingest",
+    operation_id = "ingest_bulk",
+    params(doc::ProjectPath, doc::IdempotencyHeader),
+    request_body = doc::BulkRequest,
+    security(("x_auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Every item was stored (or was already).", body = doc::BulkAnswer),
+        doc::IngestWriteErrors,
+    )
+)]
 async fn bulk(
     caller: Authenticated,
     path: web::Path<String>,

@@ -1,13 +1,17 @@
 //! The routes of the service, registered per module.
 
-mod checkpoint_items;
-mod checkpoints;
-mod health;
-mod ingest;
+// Visible to the crate so that `openapi.rs` can list the handlers' annotations.
+pub(crate) mod checkpoint_items;
+pub(crate) mod checkpoints;
+pub(crate) mod health;
+pub(crate) mod ingest;
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::envelope::catch_panics;
 use crate::errors::ApiError;
+use crate::openapi;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -15,6 +19,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     checkpoints::configure(cfg);
     health::configure(cfg);
     ingest::configure(cfg);
+    cfg.service(
+        web::resource("/openapi.json")
+            .wrap(from_fn(catch_panics))
+            .route(web::get().to(openapi::serve))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 /// The answer for a path no route has (404 `APIGW.0101`).

@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod ingest;
 mod observability;
+mod openapi;
 mod outages;
 mod shutdown;
 mod tenant_isolation;

@@ -1,0 +1,114 @@
+//! The service against hand-written SQL, shape by shape, on generated data:
+//!
+//! ```sh
+//! cargo bench -p csbs-api --bench service_vs_sql -- --items 1000000
+//! ```
+//!
+//! The benchmark makes a schema of its own on the PostgreSQL server (`--database-url`), fills
+//! it, measures, prints the tables in Markdown, and drops the schema (unless `--keep`). See
+//! `csbs_api::benchmark` for what is measured.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use csbs_api::benchmark::{self, BenchmarkOptions, ScratchSchema, DEFAULT_DATABASE_URL};
+use csbs_api::settings::{LogFormat, LogSettings};
+use csbs_api::telemetry;
+
+/// The service against hand-written SQL.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Items to generate.
+    #[arg(long, default_value_t = 100_000)]
+    items: u64,
+    /// Tenants that share them.
+    #[arg(long, default_value_t = 50)]
+    projects: usize,
+    /// The seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The PostgreSQL server; the benchmark works in a schema of its own there.
+    #[arg(long, default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Measured requests per shape, per side and per concurrency.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    /// Unmeasured requests before each measurement.
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Concurrent clients, comma-separated (e.g. `1,2,8`).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    concurrency: Vec<usize>,
+    /// HTTP worker threads of the service.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Print `EXPLAIN (ANALYZE, BUFFERS)` of each shape's SQL.
+    #[arg(long)]
+    explain: bool,
+    /// Keep the schema (and its data) at the end, and print its name.
+    #[arg(long)]
+    keep: bool,
+    /// Measure the data of a schema kept by an earlier run (`--keep`) instead of generating
+    /// new data; the schema is left in place.
+    #[arg(long, conflicts_with = "keep")]
+    schema: Option<String>,
+    /// Passed by `cargo bench` to every bench target; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // The service logs each request as in production; the lines are formatted and discarded.
+    telemetry::init(
+        &LogSettings {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        },
+        std::io::sink,
+    );
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let mut schema = match &args.schema {
+        Some(name) => ScratchSchema::existing(&args.database_url, name),
+        None => ScratchSchema::create(&args.database_url)?,
+    };
+    if args.keep {
+        schema.keep();
+    }
+    eprintln!("working in schema {}", schema.name());
+    let options = BenchmarkOptions {
+        generate: args.schema.is_none(),
+        items: args.items,
+        projects: args.projects,
+        seed: args.seed,
+        requests: args.requests,
+        warmup: args.warmup,
+        concurrency: args.concurrency.clone(),
+        workers: args.workers,
+        explain: args.explain,
+        ..BenchmarkOptions::default()
+    };
+    let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;
+
+    println!("{}", report.summary());
+    println!("{}", report.table());
+    for (shape, plan) in &report.plans {
+        println!("### {shape}\n\n```\n{plan}\n```\n");
+    }
+    if args.keep || args.schema.is_some() {
+        eprintln!("the data stays in schema {}", schema.name());
+    }
+    if !report.disagreements.is_empty() {
+        anyhow::bail!("the service and the SQL disagree on some shapes");
+    }
+    Ok(())
+}

@@ -1,0 +1,1149 @@
+//! The service-versus-SQL benchmark: how much the HTTP service adds to the database's own time
+//! for each common query shape.
+//!
+//! [`run`] fills an empty PostgreSQL database (or schema) with [`crate::sample_data`] through
+//! the seed code, vacuums and analyzes it, starts the real service in-process, and then measures
+//! each query shape twice: through the service over HTTP, and as the equivalent hand-written
+//! SQL sent straight to PostgreSQL (the same filters, order and LIMIT as the repository's
+//! queries, see `csbs-storage`'s `filters.rs` and `ordering.rs`). Before measuring a shape it
+//! checks that both answer the same, so that the comparison is between equivalent work.
+//!
+//! The `service_vs_sql` bench target runs this at full size; a test runs it small.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::{mpsc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use csbs_auth::{mint_hs256, Claims};
+use csbs_domain::{format_timestamp, ProjectId};
+use csbs_storage::{DatabaseUrl, PoolSettings, Repository};
+use diesel::connection::SimpleConnection;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use secrecy::SecretString;
+
+use crate::commands::seed::{progress_bar, seed, SeedOptions};
+use crate::settings::Settings;
+use crate::startup::Application;
+
+/// The PostgreSQL server the benchmark uses unless told otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The HMAC secret of the benchmark's service (it signs the benchmark's own tokens only).
+const SECRET: &str = "csbs-benchmark-secret-0123456789abcdef";
+/// Items per list page, as a console asks for them.
+const PAGE_LIMIT: u64 = 100;
+/// How deep the deep pages are: the item before page 51 at 100 a page.
+const DEEP_POSITION: u64 = 5000;
+
+/// What to measure, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchmarkOptions {
+    /// Whether to generate the data; when not, the database holds it already (from an earlier
+    /// run) and is measured as it is.
+    pub generate: bool,
+    /// Items to generate.
+    pub items: u64,
+    /// Tenants that share them.
+    pub projects: usize,
+    /// The seed of the generated data.
+    pub seed: u64,
+    /// Items per import transaction.
+    pub batch_size: usize,
+    /// Measured requests per shape, per side and per concurrency.
+    pub requests: usize,
+    /// Unmeasured requests before each measurement.
+    pub warmup: usize,
+    /// Concurrent clients; every shape is measured at each.
+    pub concurrency: Vec<usize>,
+    /// HTTP worker threads of the service.
+    pub workers: usize,
+    /// Whether to record `EXPLAIN (ANALYZE, BUFFERS)` of each shape's SQL.
+    pub explain: bool,
+}
+
+impl Default for BenchmarkOptions {
+    fn default() -> Self {
+        Self {
+            generate: true,
+            items: 100_000,
+            projects: 50,
+            seed: 42,
+            batch_size: 2000,
+            requests: 200,
+            warmup: 20,
+            concurrency: vec![1],
+            workers: 2,
+            explain: false,
+        }
+    }
+}
+
+/// Latencies of one side of one shape at one concurrency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latency {
+    /// Requests answered successfully (and measured).
+    pub requests: usize,
+    /// Requests that failed (not in the percentiles).
+    pub errors: usize,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+    /// Requests completed per second of wall-clock time, all clients together.
+    pub throughput: f64,
+}
+
+/// One row of the result table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeResult {
+    /// What was asked, e.g. `largest: count status=available`.
+    pub shape: String,
+    /// The request path and query sent to the service.
+    pub request: String,
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Through the service, over HTTP.
+    pub service: Latency,
+    /// The equivalent SQL, straight to PostgreSQL.
+    pub sql: Latency,
+}
+
+impl ShapeResult {
+    /// Service p50 over SQL p50: how many times the database's own time a request takes.
+    pub fn ratio_p50(&self) -> f64 {
+        self.service.p50.as_secs_f64() / self.sql.p50.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How the data went in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportStats {
+    /// Items generated and stored.
+    pub items: u64,
+    /// Seconds to generate and store them (through `Repository::upsert`).
+    pub seconds: f64,
+}
+
+impl ImportStats {
+    /// Items stored per second.
+    pub fn items_per_second(&self) -> f64 {
+        self.items as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// A tenant the shapes are asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPick {
+    /// `largest` or `median`.
+    pub label: String,
+    /// Its project id.
+    pub project_id: String,
+    /// Its items, every status.
+    pub items: u64,
+    /// Its items that are not `deleted` (what count and list see by default).
+    pub visible: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchmarkReport {
+    /// The import; `None` when the data was there already.
+    pub import: Option<ImportStats>,
+    /// Items in the database, every status.
+    pub items: u64,
+    /// Seconds of `VACUUM (ANALYZE)` before measuring.
+    pub vacuum_seconds: f64,
+    /// Size of the items table with its indexes, in bytes.
+    pub table_bytes: i64,
+    /// The tenants measured.
+    pub tenants: Vec<TenantPick>,
+    /// One row per shape and concurrency.
+    pub results: Vec<ShapeResult>,
+    /// Shapes where the service and the SQL answered differently (should be none).
+    pub disagreements: Vec<String>,
+    /// `(shape, plan)`: `EXPLAIN (ANALYZE, BUFFERS)` of each shape's SQL, when asked for.
+    pub plans: Vec<(String, String)>,
+}
+
+impl BenchmarkReport {
+    /// The result table, in Markdown.
+    pub fn table(&self) -> String {
+        let mut table = String::from(
+            "| shape | clients | service p50 | service p99 | SQL p50 | SQL p99 | ratio p50 | service req/s | SQL req/s |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for row in &self.results {
+            let errors = match (row.service.errors, row.sql.errors) {
+                (0, 0) => String::new(),
+                (service, sql) => format!(" ({service} service / {sql} SQL errors)"),
+            };
+            table.push_str(&format!(
+                "| {}{errors} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |\n",
+                row.shape,
+                row.concurrency,
+                millis(row.service.p50),
+                millis(row.service.p99),
+                millis(row.sql.p50),
+                millis(row.sql.p99),
+                ratio(row.ratio_p50()),
+                row.service.throughput,
+                row.sql.throughput,
+            ));
+        }
+        table
+    }
+
+    /// The import, the tenants and the requests behind each shape, in Markdown.
+    pub fn summary(&self) -> String {
+        let import = self.import.as_ref().map_or_else(
+            || "already stored".to_owned(),
+            |import| {
+                format!(
+                    "imported in {:.1} s ({:.0} items/s)",
+                    import.seconds,
+                    import.items_per_second()
+                )
+            },
+        );
+        let mut text = format!(
+            "Data: {} items, {import}; VACUUM (ANALYZE) {:.1} s; backup_items with indexes \
+             {:.0} MiB.\n\n",
+            self.items,
+            self.vacuum_seconds,
+            self.table_bytes as f64 / (1024.0 * 1024.0),
+        );
+        for tenant in &self.tenants {
+            text.push_str(&format!(
+                "- {} tenant `{}`: {} items ({} not deleted)\n",
+                tenant.label, tenant.project_id, tenant.items, tenant.visible
+            ));
+        }
+        text.push('\n');
+        let mut seen = std::collections::HashSet::new();
+        for row in &self.results {
+            if seen.insert(&row.shape) {
+                text.push_str(&format!("- {}: `GET {}`\n", row.shape, row.request));
+            }
+        }
+        for disagreement in &self.disagreements {
+            text.push_str(&format!("- DISAGREEMENT: {disagreement}\n"));
+        }
+        text
+    }
+}
+
+/// A ratio with two significant digits at most, so that 0.02× does not print as 0.0×.
+fn ratio(value: f64) -> String {
+    if value < 1.0 {
+        format!("{value:.2}×")
+    } else {
+        format!("{value:.1}×")
+    }
+}
+
+/// Milliseconds, with the digits that matter.
+fn millis(duration: Duration) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// A schema of its own on a PostgreSQL server, dropped (with everything in it) when this is
+/// dropped, unless [`ScratchSchema::keep`] was called.
+#[derive(Debug)]
+pub struct ScratchSchema {
+    admin_url: String,
+    schema: String,
+    url: String,
+    keep: bool,
+}
+
+impl ScratchSchema {
+    /// Creates `csbs_bench_<random>` on the server at `admin_url`.
+    pub fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let schema = format!("csbs_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(admin_url)
+            .with_context(|| format!("cannot connect to {}", redacted(admin_url)))?;
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        Ok(Self {
+            url: format!("{admin_url}{separator}options=-csearch_path%3D{schema}"),
+            admin_url: admin_url.to_owned(),
+            schema,
+            keep: false,
+        })
+    }
+
+    /// The existing schema `name` on the server at `admin_url`, e.g. one kept by an earlier
+    /// run. It is never dropped.
+    pub fn existing(admin_url: &str, name: &str) -> Self {
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{admin_url}{separator}options=-csearch_path%3D{name}"),
+            admin_url: admin_url.to_owned(),
+            schema: name.to_owned(),
+            keep: true,
+        }
+    }
+
+    /// A database URL whose connections work in this schema.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.schema
+    }
+
+    /// Leaves the schema in place when this is dropped (to look at the data afterwards).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        }
+    }
+}
+
+/// A URL with its password, if any, hidden.
+fn redacted(url: &str) -> String {
+    DatabaseUrl::parse(url).map_or_else(|_| "the database".to_owned(), |u| u.redacted())
+}
+
+/// Runs the whole benchmark on the empty PostgreSQL database at `database_url`; `progress`
+/// hears what is going on.
+pub fn run(
+    database_url: &str,
+    options: &BenchmarkOptions,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<BenchmarkReport> {
+    let url = DatabaseUrl::parse(database_url)?;
+    let repository = Repository::open(
+        &url,
+        &PoolSettings {
+            min_idle: 0,
+            ..PoolSettings::default()
+        },
+    )?;
+    repository
+        .migrate()
+        .context("cannot migrate the benchmark database")?;
+
+    let import = if options.generate {
+        progress(&format!("generating {} items", options.items));
+        let bar = progress_bar(options.items);
+        let seeded = seed(
+            &repository,
+            &SeedOptions {
+                items: options.items,
+                projects: options.projects,
+                seed: options.seed,
+                batch_size: options.batch_size,
+            },
+            &bar,
+        )?;
+        bar.finish_and_clear();
+        progress(&format!(
+            "stored {} items in {:.1} s ({:.0} items/s)",
+            seeded.items,
+            seeded.seconds,
+            seeded.items_per_second()
+        ));
+        Some(ImportStats {
+            items: seeded.items,
+            seconds: seeded.seconds,
+        })
+    } else {
+        None
+    };
+    drop(repository);
+
+    let mut conn = PgConnection::establish(database_url).context("cannot connect for SQL")?;
+    let vacuum_started = Instant::now();
+    vacuum_analyze(&mut conn)?;
+    let vacuum_seconds = vacuum_started.elapsed().as_secs_f64();
+    let table_bytes =
+        diesel::sql_query("SELECT pg_total_relation_size('backup_items'::regclass) AS n")
+            .get_result::<CountRow>(&mut conn)?
+            .n;
+    progress(&format!("VACUUM (ANALYZE) took {vacuum_seconds:.1} s"));
+
+    let items = diesel::sql_query("SELECT count(*) AS n FROM backup_items")
+        .get_result::<CountRow>(&mut conn)?
+        .n;
+    let tenants = pick_tenants(&mut conn)?;
+    let service = RunningService::start(database_url, options.workers)?;
+    progress(&format!("service listening on port {}", service.port));
+    let shapes = shapes(&mut conn, &tenants)?;
+
+    let mut results = Vec::new();
+    let mut disagreements = Vec::new();
+    for shape in &shapes {
+        let through_service = service.answer(shape)?;
+        let straight = sql_answer(&mut conn, shape)?;
+        if through_service != straight {
+            disagreements.push(format!(
+                "{}: service {through_service:?}, SQL {straight:?}",
+                shape.name
+            ));
+        }
+        for &clients in &options.concurrency {
+            let clients = clients.max(1);
+            progress(&format!(
+                "measuring {} with {clients} client(s)",
+                shape.name
+            ));
+            let service_workers = (0..clients)
+                .map(|_| service.worker(shape))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let service_latency = measure(service_workers, options.requests, options.warmup);
+            let sql_workers = (0..clients)
+                .map(|_| sql_worker(database_url, shape))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let sql_latency = measure(sql_workers, options.requests, options.warmup);
+            results.push(ShapeResult {
+                shape: shape.name.clone(),
+                request: shape.path.clone(),
+                concurrency: clients,
+                service: service_latency,
+                sql: sql_latency,
+            });
+        }
+    }
+    drop(service);
+
+    let mut plans = Vec::new();
+    if options.explain {
+        for shape in &shapes {
+            plans.push((shape.name.clone(), explain(&mut conn, shape)?));
+        }
+    }
+    Ok(BenchmarkReport {
+        import,
+        items: u64::try_from(items)?,
+        vacuum_seconds,
+        table_bytes,
+        tenants,
+        results,
+        disagreements,
+        plans,
+    })
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct PageRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    #[allow(dead_code)] // read from the database, as the service reads it, but not compared
+    document: String,
+}
+
+#[derive(QueryableByName)]
+struct NameRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct TenantRow {
+    #[diesel(sql_type = Text)]
+    project_id: String,
+    #[diesel(sql_type = BigInt)]
+    items: i64,
+    #[diesel(sql_type = BigInt)]
+    visible: i64,
+}
+
+#[derive(QueryableByName)]
+struct SpanRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    first: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct MarkerRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = BigInt)]
+    created_at_us: i64,
+}
+
+#[derive(QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// `VACUUM (ANALYZE)` of every table of the schema, so that the planner has statistics and
+/// index-only scans find the visibility map set, as on a long-running database.
+fn vacuum_analyze(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let tables: Vec<NameRow> = diesel::sql_query(
+        "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()",
+    )
+    .load(conn)?;
+    for table in tables {
+        conn.batch_execute(&format!("VACUUM (ANALYZE) \"{}\"", table.name))?;
+    }
+    Ok(())
+}
+
+/// The largest tenant and the median one.
+fn pick_tenants(conn: &mut PgConnection) -> anyhow::Result<Vec<TenantPick>> {
+    let tenants: Vec<TenantRow> = diesel::sql_query(
+        "SELECT project_id, count(*) AS items, count(*) FILTER (WHERE status <> 'deleted') AS visible \
+         FROM backup_items GROUP BY project_id ORDER BY items DESC, project_id",
+    )
+    .load(conn)?;
+    let pick = |label: &str, row: &TenantRow| TenantPick {
+        label: label.to_owned(),
+        project_id: row.project_id.clone(),
+        items: u64::try_from(row.items).unwrap_or(0),
+        visible: u64::try_from(row.visible).unwrap_or(0),
+    };
+    let Some(largest) = tenants.first() else {
+        bail!("the benchmark database holds no items");
+    };
+    let mut picks = vec![pick("largest", largest)];
+    if tenants.len() > 2 {
+        picks.push(pick("median", &tenants[tenants.len() / 2]));
+    }
+    Ok(picks)
+}
+
+/// A bind value of a shape's SQL.
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(String),
+    BigInt(i64),
+}
+
+/// What a shape answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Count,
+    Page,
+}
+
+/// One query shape: the request to the service and the SQL that does the same.
+#[derive(Debug, Clone)]
+struct Shape {
+    name: String,
+    /// Path and query of the request.
+    path: String,
+    token: String,
+    kind: Kind,
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+/// An answer, reduced to what both sides must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Count(u64),
+    Page { ids: Vec<String>, more: bool },
+}
+
+/// A token for `project` with `roles`, valid for a day.
+fn token(project: &str, roles: &[&str]) -> anyhow::Result<String> {
+    let project = ProjectId::parse("project_id", project)?;
+    let claims = Claims::new(
+        "csbs-benchmark",
+        &project,
+        roles.iter().map(|r| (*r).to_owned()).collect(),
+        Duration::from_secs(24 * 3600),
+    );
+    Ok(mint_hs256(&SecretString::from(SECRET), &claims)?)
+}
+
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        query.append_pair(key, value);
+    }
+    query.finish()
+}
+
+/// The default list order and the visible items of one tenant, as the repository asks for
+/// them: no status filter means every status but `deleted`.
+const TENANT_VISIBLE: &str = "FROM backup_items WHERE project_id = $1 AND status <> 'deleted'";
+const LIST_ORDER: &str = "ORDER BY created_at_us DESC, id DESC";
+
+/// Every shape, for each picked tenant and across tenants.
+fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec<Shape>> {
+    let mut shapes = Vec::new();
+    // One row more than the page, as the service reads it to know whether a next page exists.
+    let fetch = PAGE_LIMIT + 1;
+    for tenant in tenants {
+        let project = tenant.project_id.as_str();
+        let label = tenant.label.as_str();
+        let tenant_token = token(project, &[])?;
+        let base = format!("/v1/{project}/checkpoint_items");
+        let shape = |name: &str, path: String, kind: Kind, sql: String, binds: Vec<Bind>| Shape {
+            name: format!("{label}: {name}"),
+            path,
+            token: tenant_token.clone(),
+            kind,
+            sql,
+            binds,
+        };
+        let tenant_bind = || Bind::Text(project.to_owned());
+
+        shapes.push(shape(
+            "count",
+            format!("{base}/count"),
+            Kind::Count,
+            format!("SELECT count(*) AS n {TENANT_VISIBLE}"),
+            vec![tenant_bind()],
+        ));
+        shapes.push(shape(
+            "count status=available",
+            format!("{base}/count?status=available"),
+            Kind::Count,
+            "SELECT count(*) AS n FROM backup_items WHERE project_id = $1 AND status = $2".into(),
+            vec![tenant_bind(), Bind::Text("available".into())],
+        ));
+
+        // A quarter of the tenant's span, from three eighths in: times of day as a user types
+        // them, not aligned to days.
+        let span: SpanRow = diesel::sql_query(
+            "SELECT min(created_at_us) AS first, max(created_at_us) AS last \
+             FROM backup_items WHERE project_id = $1",
+        )
+        .bind::<Text, _>(project)
+        .get_result(conn)?;
+        if let (Some(first), Some(last)) = (span.first, span.last) {
+            let start = first + (last - first) / 8 * 3;
+            let end = start + (last - first) / 4;
+            let (start_text, end_text) = (format_timestamp(start), format_timestamp(end));
+            shapes.push(shape(
+                "count time range (¼ of the span)",
+                format!(
+                    "{base}/count?{}",
+                    query_string(&[("start_time", &start_text), ("end_time", &end_text)])
+                ),
+                Kind::Count,
+                format!(
+                    "SELECT count(*) AS n {TENANT_VISIBLE} AND created_at_us >= $2 AND created_at_us <= $3"
+                ),
+                vec![tenant_bind(), Bind::BigInt(start), Bind::BigInt(end)],
+            ));
+        }
+
+        // The resource with the most backups.
+        let resource: Option<NameRow> = diesel::sql_query(
+            "SELECT resource_id AS name FROM backup_items WHERE project_id = $1 \
+             GROUP BY resource_id ORDER BY count(*) DESC, resource_id LIMIT 1",
+        )
+        .bind::<Text, _>(project)
+        .get_result(conn)
+        .optional()?;
+        if let Some(resource) = resource {
+            shapes.push(shape(
+                "count resource_id",
+                format!(
+                    "{base}/count?{}",
+                    query_string(&[("resource_id", &resource.name)])
+                ),
+                Kind::Count,
+                format!("SELECT count(*) AS n {TENANT_VISIBLE} AND resource_id = $2"),
+                vec![tenant_bind(), Bind::Text(resource.name)],
+            ));
+        }
+
+        shapes.push(shape(
+            "list first page",
+            format!("{base}?limit={PAGE_LIMIT}"),
+            Kind::Page,
+            format!("SELECT id, document {TENANT_VISIBLE} {LIST_ORDER} LIMIT {fetch}"),
+            vec![tenant_bind()],
+        ));
+
+        // Page 51 (or, for a small tenant, the middle page): after the marker of the page
+        // before it, or by offset.
+        let position = DEEP_POSITION.min(tenant.visible / 2 / PAGE_LIMIT * PAGE_LIMIT);
+        if position >= PAGE_LIMIT {
+            let page = position / PAGE_LIMIT + 1;
+            let marker: MarkerRow = diesel::sql_query(format!(
+                "SELECT id, created_at_us {TENANT_VISIBLE} {LIST_ORDER} OFFSET $2 LIMIT 1"
+            ))
+            .bind::<Text, _>(project)
+            .bind::<BigInt, _>(i64::try_from(position - 1)?)
+            .get_result(conn)?;
+            shapes.push(shape(
+                &format!("list page {page} by marker"),
+                format!("{base}?limit={PAGE_LIMIT}&marker={}", marker.id),
+                Kind::Page,
+                format!(
+                    "SELECT id, document {TENANT_VISIBLE} AND (created_at_us, id) < ($2, $3) \
+                     {LIST_ORDER} LIMIT {fetch}"
+                ),
+                vec![
+                    tenant_bind(),
+                    Bind::BigInt(marker.created_at_us),
+                    Bind::Text(marker.id),
+                ],
+            ));
+            shapes.push(shape(
+                &format!("list page {page} by offset {position}"),
+                format!("{base}?limit={PAGE_LIMIT}&offset={position}"),
+                Kind::Page,
+                format!(
+                    "SELECT id, document {TENANT_VISIBLE} {LIST_ORDER} LIMIT {fetch} OFFSET {position}"
+                ),
+                vec![tenant_bind()],
+            ));
+        }
+    }
+
+    shapes.push(Shape {
+        name: "all tenants: count status=available (admin)".into(),
+        path: "/v1/ops/checkpoint_items/count?all_tenants=true&status=available".into(),
+        token: token("ops", &["admin"])?,
+        kind: Kind::Count,
+        sql: "SELECT count(*) AS n FROM backup_items WHERE status = $1".into(),
+        binds: vec![Bind::Text("available".into())],
+    });
+    Ok(shapes)
+}
+
+/// The shape's SQL with its binds, ready to run.
+fn bound(sql: String, binds: &[Bind]) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    binds.iter().fold(
+        diesel::sql_query(sql).into_boxed::<Pg>(),
+        |query, bind| match bind {
+            Bind::Text(value) => query.bind::<Text, _>(value.clone()),
+            Bind::BigInt(value) => query.bind::<BigInt, _>(*value),
+        },
+    )
+}
+
+/// Runs the shape's SQL once and reduces its answer.
+fn sql_answer(conn: &mut PgConnection, shape: &Shape) -> anyhow::Result<Answer> {
+    let query = bound(shape.sql.clone(), &shape.binds);
+    Ok(match shape.kind {
+        Kind::Count => Answer::Count(u64::try_from(query.get_result::<CountRow>(conn)?.n)?),
+        Kind::Page => {
+            let rows: Vec<PageRow> = query.load(conn)?;
+            let more = rows.len() as u64 > PAGE_LIMIT;
+            let ids = rows
+                .into_iter()
+                .take(PAGE_LIMIT as usize)
+                .map(|row| row.id)
+                .collect();
+            Answer::Page { ids, more }
+        }
+    })
+}
+
+/// A client of the shape's SQL on a connection of its own.
+fn sql_worker(
+    database_url: &str,
+    shape: &Shape,
+) -> anyhow::Result<impl FnMut() -> anyhow::Result<()> + Send> {
+    let mut conn = PgConnection::establish(database_url).context("cannot connect for SQL")?;
+    let shape = shape.clone();
+    Ok(move || {
+        sql_answer(&mut conn, &shape)?;
+        Ok(())
+    })
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the shape's SQL, one line per plan line.
+fn explain(conn: &mut PgConnection, shape: &Shape) -> anyhow::Result<String> {
+    let rows: Vec<PlanRow> = bound(
+        format!("EXPLAIN (ANALYZE, BUFFERS) {}", shape.sql),
+        &shape.binds,
+    )
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.line)
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// Runs every worker on its own thread: `warmup` unmeasured calls each, then, all starting
+/// together, `requests` measured calls shared among them.
+fn measure<W>(workers: Vec<W>, requests: usize, warmup: usize) -> Latency
+where
+    W: FnMut() -> anyhow::Result<()> + Send,
+{
+    let clients = workers.len().max(1);
+    let barrier = Barrier::new(clients);
+    let runs: Vec<(Vec<Duration>, usize, Instant, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut worker)| {
+                let barrier = &barrier;
+                // The first `requests % clients` workers take one more.
+                let share = requests / clients + usize::from(i < requests % clients);
+                let warmup = warmup.div_ceil(clients).max(1);
+                scope.spawn(move || {
+                    for _ in 0..warmup {
+                        let _ = worker();
+                    }
+                    barrier.wait();
+                    let started = Instant::now();
+                    let mut latencies = Vec::with_capacity(share);
+                    let mut errors = 0;
+                    for _ in 0..share {
+                        let sent = Instant::now();
+                        match worker() {
+                            Ok(()) => latencies.push(sent.elapsed()),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (latencies, errors, started, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|handle| handle.join().ok())
+            .collect()
+    });
+
+    let mut latencies: Vec<Duration> = runs.iter().flat_map(|r| r.0.iter().copied()).collect();
+    latencies.sort_unstable();
+    let errors = runs.iter().map(|r| r.1).sum();
+    let wall = match (
+        runs.iter().map(|r| r.2).min(),
+        runs.iter().map(|r| r.3).max(),
+    ) {
+        (Some(start), Some(end)) => end.duration_since(start),
+        _ => Duration::ZERO,
+    };
+    Latency {
+        requests: latencies.len(),
+        errors,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        throughput: latencies.len() as f64 / wall.as_secs_f64().max(1e-9),
+    }
+}
+
+/// The nearest-rank percentile `q` (0–1) of sorted `values`; zero when there are none.
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The real service on its own thread and actix system, stopped when this is dropped.
+struct RunningService {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    data_dir: PathBuf,
+}
+
+impl RunningService {
+    /// Builds the service as production does, on `database_url`, listening on a free port.
+    fn start(database_url: &str, workers: usize) -> anyhow::Result<Self> {
+        let data_dir =
+            std::env::temp_dir().join(format!("csbs-bench-{}", uuid::Uuid::new_v4().simple()));
+        let env: HashMap<String, String> = [
+            ("CSBS__SERVER__BIND", "127.0.0.1:0".to_owned()),
+            ("CSBS__SERVER__WORKERS", workers.max(1).to_string()),
+            ("CSBS__SERVER__SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+            ("CSBS__AUTH__HMAC_SECRET", SECRET.to_owned()),
+            ("CSBS__DATA_DIR", data_dir.display().to_string()),
+            ("DATABASE_URL", database_url.to_owned()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        let settings = Settings::load_from(None, &env)?;
+
+        let (ready, started) = mpsc::channel::<anyhow::Result<u16>>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let application = match Application::build(settings) {
+                    Ok(application) => application,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(application.port()));
+                // Dropping the server future stops its acceptor and workers.
+                tokio::select! {
+                    _ = application.run_until_stopped() => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        let mut service = Self {
+            port: 0,
+            stop: Some(stop),
+            thread: Some(thread),
+            data_dir,
+        };
+        service.port = started
+            .recv()
+            .context("the service thread ended before it listened")??;
+        service.wait_until_ready()?;
+        Ok(service)
+    }
+
+    fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Waits for `/readyz` (migrations applied) for up to thirty seconds.
+    fn wait_until_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut connection = HttpConnection::connect(self.address())?;
+        loop {
+            if connection.get("/readyz", "")?.0 == 200 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the service did not become ready");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asks the shape once and reduces the answer.
+    fn answer(&self, shape: &Shape) -> anyhow::Result<Answer> {
+        let mut connection = HttpConnection::connect(self.address())?;
+        let (status, body) = connection.get(&shape.path, &shape.token)?;
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("{}: the answer is not JSON", shape.name))?;
+        if status != 200 {
+            bail!(
+                "{}: GET {} answered {status}: {body}",
+                shape.name,
+                shape.path
+            );
+        }
+        Ok(match shape.kind {
+            Kind::Count => Answer::Count(body["count"].as_u64().context("no count")?),
+            Kind::Page => Answer::Page {
+                ids: body["checkpoint_items"]
+                    .as_array()
+                    .context("no checkpoint_items")?
+                    .iter()
+                    .map(|item| item["id"].as_str().unwrap_or_default().to_owned())
+                    .collect(),
+                more: body.get("checkpoint_items_links").is_some(),
+            },
+        })
+    }
+
+    /// A client of the shape on a keep-alive connection of its own. It reads the whole answer
+    /// but does not parse it: the measured time is the service's.
+    fn worker(&self, shape: &Shape) -> anyhow::Result<impl FnMut() -> anyhow::Result<()> + Send> {
+        let mut connection = HttpConnection::connect(self.address())?;
+        let (path, token) = (shape.path.clone(), shape.token.clone());
+        Ok(move || {
+            let (status, body) = connection.get(&path, &token)?;
+            if status != 200 {
+                bail!(
+                    "GET {path} answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection. Deliberately small: a blocking `reqwest` call hops
+/// through a runtime thread, which would add its own latency to every measurement.
+struct HttpConnection {
+    address: SocketAddr,
+    stream: BufReader<TcpStream>,
+}
+
+impl HttpConnection {
+    fn connect(address: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        Ok(Self {
+            address,
+            stream: BufReader::with_capacity(1 << 16, stream),
+        })
+    }
+
+    /// `GET target` (with the token, when not empty): the status and the body. A connection
+    /// the server closed meanwhile (keep-alive timeout) is opened again, once.
+    fn get(&mut self, target: &str, token: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        match self.exchange(target, token) {
+            Ok(answer) => Ok(answer),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                *self = Self::connect(self.address)?;
+                Ok(self.exchange(target, token)?)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn exchange(&mut self, target: &str, token: &str) -> io::Result<(u16, Vec<u8>)> {
+        let auth = if token.is_empty() {
+            String::new()
+        } else {
+            format!("X-Auth-Token: {token}\r\n")
+        };
+        let request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+        self.stream.get_mut().write_all(request.as_bytes())?;
+
+        let mut line = String::new();
+        if self.stream.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse::<u16>().ok())
+            .ok_or_else(|| invalid(format!("not an HTTP status line: {line:?}")))?;
+        let (mut length, mut chunked, mut close) = (None, false, false);
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                let value = value.trim();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => {
+                        length = Some(value.parse::<usize>().map_err(|e| invalid(e.to_string()))?)
+                    }
+                    "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                    "connection" => close = value.eq_ignore_ascii_case("close"),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            self.read_chunks(&mut body)?;
+        } else if let Some(length) = length {
+            body.resize(length, 0);
+            self.stream.read_exact(&mut body)?;
+        } else {
+            self.stream.read_to_end(&mut body)?;
+            close = true;
+        }
+        if close {
+            *self = Self::connect(self.address)?;
+        }
+        Ok((status, body))
+    }
+
+    fn read_chunks(&mut self, body: &mut Vec<u8>) -> io::Result<()> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line)?;
+            let size_text = line.trim_end().split(';').next().unwrap_or_default();
+            let size = usize::from_str_radix(size_text, 16).map_err(|e| invalid(e.to_string()))?;
+            if size == 0 {
+                // Trailers, if any, end with an empty line.
+                loop {
+                    line.clear();
+                    if self.stream.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            self.stream.read_exact(&mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            self.stream.read_exact(&mut crlf)?;
+        }
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&values, 0.5), Duration::from_millis(50));
+        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn measure_shares_the_requests_among_the_clients() {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    Ok(())
+                }
+            })
+            .collect();
+        let latency = measure(workers, 10, 3);
+        assert_eq!(latency.requests, 10);
+        assert_eq!(latency.errors, 0);
+        assert!(latency.p50 >= Duration::from_millis(1) && latency.p50 <= latency.p99);
+        assert!(latency.throughput > 0.0);
+    }
+}

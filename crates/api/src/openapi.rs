@@ -1,0 +1,1270 @@
+//! The OpenAPI 3.1 document of the service, served at `GET /openapi.json`.
+//!
+//! Each operation comes from the `#[utoipa::path]` annotation beside its handler in `routes/`,
+//! so a handler and its documentation are read and changed together. The handlers write their
+//! JSON by hand (stored item documents are answered byte for byte, never re-encoded), so the
+//! wire shapes are described here by types that exist only for the document; they are never
+//! built. `tests/api/openapi.rs` checks that the document lists exactly the routes the
+//! application serves, and `scripts/fuzz-api.sh` checks real answers against it.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use actix_web::http::header::ContentType;
+use actix_web::HttpResponse;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
+    SchemaFormat, SchemaType, Type,
+};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Schema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
+
+use csbs_domain::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+
+use crate::errors::{ApiError, RETRY_AFTER_SECONDS};
+use crate::routes;
+
+/// The document: every route of `routes::configure`, and the schemas they answer with.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CSBS backup query service",
+        description = "The backup (\"checkpoint item\") query API of the Cloud Server Backup \
+            Service, and the ingest API through which backup engines report their backups.\n\n\
+            Every answer carries `X-Request-Id` and the same value in `X-Openstack-Request-Id`; \
+            every error answer, whatever produced it, is the JSON `ErrorBody`. A path no route \
+            has is 404 and a known path with another method is 405, both `APIGW.0101`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        routes::checkpoint_items::count,
+        routes::checkpoint_items::list,
+        routes::checkpoint_items::show,
+        routes::checkpoints::delete_checkpoint,
+        routes::ingest::put_item,
+        routes::ingest::get_item,
+        routes::ingest::change_status,
+        routes::ingest::bulk,
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::health::metrics,
+        serve,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorCode,
+        BackupStatus,
+        CheckpointItem,
+        BackupData,
+        ExtendInfo,
+        FailCode,
+        VolumeBackup,
+        OsImage,
+        Tag,
+        CopyStatus,
+        ImageType,
+        CountAnswer,
+        ListAnswer,
+        PageLink,
+        ShowAnswer,
+        DeleteAnswer,
+        ItemWrite,
+        BulkItemWrite,
+        BulkRequest,
+        BulkAnswer,
+        BulkResult,
+        StatusChange,
+        IngestItemAnswer,
+        Liveness,
+        Readiness,
+        OpenApiDocument,
+    )),
+    modifiers(&SecuritySchemes, &ErrorAnswers, &Envelope, &ObjectKeys),
+    tags(
+        (name = "checkpoint_items", description = "The public CSBS backup API (spec §1–§6)."),
+        (name = "ingest", description = "For backup engines: create, replace and move items \
+            through their lifecycle. Needs the service role."),
+        (name = "operations", description = "Health, metrics and this document; no token."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON text, built once: it is the same for the life of the process.
+pub fn document() -> Result<&'static str, ApiError> {
+    static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()))
+        .as_deref()
+        .map_err(|cause| ApiError::Internal(format!("the OpenAPI document: {cause}")))
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    security(()),
+    responses(
+        (status = 200, description = "This document.", body = OpenApiDocument),
+        OperationErrors,
+    )
+)]
+pub async fn serve() -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(document()?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value schemas shared by parameters and bodies.
+
+/// A tenant id: what `ProjectId::parse` accepts.
+const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+/// A UUID as the service writes it: lowercase and hyphenated.
+const CANONICAL_UUID_PATTERN: &str =
+    "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+/// No control characters (Unicode category Cc), as `TextValue::parse` requires.
+const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+/// The time grammar of filters and ingest bodies: `YYYY-MM-DDTHH:MM:SS[.f{1,6}][Z|±HH:MM]`.
+const REQUEST_TIME_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\
+    T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$";
+/// The time format of answers: UTC, microseconds, no zone.
+const STORED_TIME_PATTERN: &str =
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}$";
+/// A boolean as clients send it: `true/false/yes/no/y/n/1/0` in any case.
+const BOOLEAN_PATTERN: &str =
+    "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|[YyNn01])$";
+/// A request id the service echoes: short and plain, else it makes its own (`req-<uuid>`).
+const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+/// `sort`: `key[:asc|desc][,…]` over the sortable keys.
+const SORT_PATTERN: &str =
+    "^ *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?\
+    (, *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?)*$";
+/// The only provider of the real service.
+const PROVIDER_ID: &str = routes::checkpoints::PROVIDER_ID;
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn nullable(schema_type: Type) -> SchemaType {
+    SchemaType::from_iter([schema_type, Type::Null])
+}
+
+/// Any spelling `uuid::Uuid::try_parse` accepts is taken; the hyphenated form is documented.
+fn any_uuid() -> ObjectBuilder {
+    string().format(Some(SchemaFormat::Custom("uuid".to_owned())))
+}
+
+fn canonical_uuid() -> ObjectBuilder {
+    any_uuid()
+        .pattern(Some(CANONICAL_UUID_PATTERN))
+        .description(Some("A UUID, lowercase and hyphenated."))
+}
+
+fn text_value() -> ObjectBuilder {
+    string()
+        .min_length(Some(1))
+        .max_length(Some(255))
+        .pattern(Some(NO_CONTROL_PATTERN))
+        .description(Some("1–255 characters, no control characters."))
+}
+
+fn nullable_text_value() -> ObjectBuilder {
+    text_value().schema_type(nullable(Type::String))
+}
+
+fn request_time() -> ObjectBuilder {
+    string()
+        .pattern(Some(REQUEST_TIME_PATTERN))
+        .description(Some(
+            "`YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1–6 digits and an optional `Z` or \
+         `±HH:MM`; no zone means UTC.",
+        ))
+}
+
+fn stored_time() -> ObjectBuilder {
+    string()
+        .pattern(Some(STORED_TIME_PATTERN))
+        .description(Some(
+            "UTC with microseconds and no zone: `2017-04-15T04:20:37.277880`.",
+        ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters. Written out rather than derived: a derived parameter whose schema comes from a
+// function loses its description and its `required`.
+
+/// A parameter `name` in `location` with `schema`.
+fn parameter(
+    name: &str,
+    location: ParameterIn,
+    description: &str,
+    schema: impl Into<RefOr<Schema>>,
+) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .required(if location == ParameterIn::Path {
+            Required::True
+        } else {
+            Required::False
+        })
+        .parameter_in(location)
+        .description(Some(description))
+        .schema(Some(schema))
+}
+
+/// A query parameter that may be repeated: `name=a&name=b`.
+fn repeatable(name: &str, description: &str, item: impl Into<RefOr<Schema>>) -> Parameter {
+    parameter(
+        name,
+        ParameterIn::Query,
+        description,
+        ArrayBuilder::new().items(item.into()).min_items(Some(1)),
+    )
+    .style(Some(ParameterStyle::Form))
+    .explode(Some(true))
+    .build()
+}
+
+/// A query parameter that may be given once.
+fn once(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    parameter(name, ParameterIn::Query, description, schema).build()
+}
+
+/// The path of every public and ingest route.
+pub struct ProjectPath;
+
+impl IntoParams for ProjectPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "project_id",
+            ParameterIn::Path,
+            "The tenant: 1–64 characters of `[A-Za-z0-9_-]`. It must be the token's \
+             `project_id` unless the caller holds the administrator role (else 403).",
+            string()
+                .pattern(Some(PROJECT_ID_PATTERN))
+                .examples(["0123456789abcdef0123456789abcdef"]),
+        )
+        .build()]
+    }
+}
+
+/// A route of one item.
+pub struct ItemPath;
+
+impl IntoParams for ItemPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "checkpoint_item_id",
+            ParameterIn::Path,
+            "The backup's id, a UUID (any case).",
+            any_uuid().examples(["7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12"]),
+        )
+        .build()]
+    }
+}
+
+/// The backup record of a deletion.
+pub struct CheckpointPath;
+
+impl IntoParams for CheckpointPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            parameter(
+                "provider_id",
+                ParameterIn::Path,
+                "The provider: the real service has exactly this one; any other is 404.",
+                any_uuid().enum_values(Some([PROVIDER_ID])),
+            )
+            .build(),
+            parameter(
+                "checkpoint_id",
+                ParameterIn::Path,
+                "The backup record, a UUID.",
+                any_uuid().examples(["2eefe592-8424-4778-8d0d-962c8a5dd6a4"]),
+            )
+            .build(),
+        ]
+    }
+}
+
+/// The `?checkpoint_items=ID` of a deletion.
+pub struct DeleteQuery;
+
+impl IntoParams for DeleteQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![once(
+            "checkpoint_items",
+            "Narrows the deletion to this one backup of the record (a UUID).",
+            any_uuid().examples(["7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12"]),
+        )]
+    }
+}
+
+/// The filters of count and list (spec §3). Filters combine with AND; a filter given several
+/// times means any of its values (OR). An empty or bad value, or any other parameter, is 400.
+pub struct FilterQuery;
+
+impl IntoParams for FilterQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let ip = OneOfBuilder::new()
+            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv4))))
+            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv6))));
+        vec![
+            repeatable(
+                "status",
+                "Exact status. Items in `deleted` are counted and listed only when asked for.",
+                Ref::from_schema_name("BackupStatus"),
+            ),
+            repeatable(
+                "name",
+                "A substring of the name, case-sensitive; `%` and `_` are ordinary characters.",
+                text_value(),
+            ),
+            repeatable(
+                "resource_name",
+                "A substring of `extend_info.resource_name`, as `name`.",
+                text_value(),
+            ),
+            repeatable("resource_id", "The protected server, exact.", text_value()),
+            repeatable(
+                "checkpoint_id",
+                "The backup record, exact (a UUID).",
+                any_uuid(),
+            ),
+            repeatable(
+                "resource_type",
+                "The kind of resource, exact (e.g. `OS::Nova::Server`).",
+                text_value(),
+            ),
+            repeatable("az", "`extend_info.resource_az`, exact.", text_value()),
+            repeatable(
+                "image_type",
+                "`extend_info.image_type`, exact.",
+                text_value(),
+            ),
+            repeatable(
+                "policy_id",
+                "The backup policy that produced the item, exact.",
+                text_value(),
+            ),
+            repeatable(
+                "ip",
+                "`backup_data.private_ip` or `backup_data.eip`, compared as addresses \
+                 (`2001:DB8::0:1` equals `2001:db8::1`).",
+                ip,
+            ),
+            repeatable(
+                "start_time",
+                "`created_at` ≥ this time; given several times, the earliest applies.",
+                request_time(),
+            ),
+            repeatable(
+                "end_time",
+                "`created_at` ≤ this time; given several times, the latest applies. Before \
+                 `start_time` is 400.",
+                request_time(),
+            ),
+            once(
+                "all_tenants",
+                "`true` drops the tenant scope: administrators only (else 403). A boolean: \
+                 `true/false/yes/no/y/n/1/0` in any case.",
+                boolean(),
+            ),
+            once(
+                "dec",
+                "Accepted (a boolean, as `all_tenants`) and ignored: the Huawei \
+                 dedicated-cloud flag.",
+                boolean(),
+            ),
+        ]
+    }
+}
+
+fn boolean() -> ObjectBuilder {
+    string().pattern(Some(BOOLEAN_PATTERN))
+}
+
+/// Paging and sorting of a list (spec §4).
+pub struct PageQuery;
+
+impl IntoParams for PageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            once(
+                "limit",
+                "Items per page.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_PAGE_LIMIT))
+                    .default(Some(DEFAULT_PAGE_LIMIT.into())),
+            ),
+            once(
+                "marker",
+                "The id of the last item of the previous page (a UUID); the page starts after \
+                 it. 400 if it names no item of the tenant (of any tenant, with `all_tenants`).",
+                any_uuid(),
+            ),
+            once(
+                "offset",
+                "Items skipped, after the marker.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .default(Some(0.into())),
+            ),
+            once(
+                "sort",
+                "`key[:asc|desc][,…]` over `created_at, updated_at, name, status, \
+                 protected_at, id`, each key at most once; the direction defaults to `desc`, \
+                 the order to `created_at:desc`.",
+                string()
+                    .pattern(Some(SORT_PATTERN))
+                    .max_length(Some(255))
+                    .examples(["name:asc,created_at"]),
+            ),
+        ]
+    }
+}
+
+/// What a count accepts and ignores, because one public SDK sends them with every count.
+pub struct IgnoredPageQuery;
+
+impl IntoParams for IgnoredPageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ["limit", "marker", "offset", "sort"]
+            .into_iter()
+            .map(|name| once(name, "Accepted and ignored.", string()))
+            .collect()
+    }
+}
+
+/// The header that makes an ingest write safe to retry.
+pub struct IdempotencyHeader;
+
+impl IntoParams for IdempotencyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "Idempotency-Key",
+            ParameterIn::Header,
+            "1–255 visible ASCII characters. The answer is kept with the write for 24 hours: \
+             the same key with the same request gets the first answer again, with another \
+             request 409.",
+            string()
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$")),
+        )
+        .build()]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error answers.
+
+/// The statuses every error answer can have, as reusable responses named like this.
+const ERROR_ANSWERS: [(u16, &str, &str); 8] = [
+    (
+        400,
+        "BadRequest",
+        "`CSBS.9001`: an invalid parameter, path segment or body; the message names it.",
+    ),
+    (
+        401,
+        "Unauthorized",
+        "`APIGW.0301`: no token, or a token that fails validation.",
+    ),
+    (
+        403,
+        "Forbidden",
+        "`APIGW.0302`: another tenant's path, `all_tenants` without the administrator role, \
+         or an ingest route without the service role.",
+    ),
+    (
+        404,
+        "NotFound",
+        "`CSBS.3001`: no such backup (or backup record) for this tenant; `APIGW.0101`: a path \
+         that matches no route (an empty path segment).",
+    ),
+    (
+        409,
+        "Conflict",
+        "`CSBS.9409`: a stale version, a transition the lifecycle forbids, a reused \
+         idempotency key, or a concurrent write to the same items.",
+    ),
+    (
+        413,
+        "PayloadTooLarge",
+        "`CSBS.9001`: a body larger than `ingest.max_body_bytes`.",
+    ),
+    (
+        500,
+        "InternalError",
+        "`CSBS.9999`: anything unexpected; the cause is logged, never shown.",
+    ),
+    (
+        503,
+        "Unavailable",
+        "`CSBS.9998`: the database is down, not migrated yet, too slow or its pool is \
+         exhausted. Retry after `Retry-After` seconds.",
+    ),
+];
+
+/// References to the named error answers of `statuses`.
+fn error_refs(statuses: &[u16]) -> BTreeMap<String, RefOr<Response>> {
+    ERROR_ANSWERS
+        .iter()
+        .filter(|(status, _, _)| statuses.contains(status))
+        .map(|(status, name, _)| {
+            (
+                status.to_string(),
+                RefOr::Ref(Ref::from_response_name(*name)),
+            )
+        })
+        .collect()
+}
+
+/// The errors of a read: count, list, show and the ingest read.
+pub struct ReadErrors;
+
+impl IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_refs(&[400, 401, 403, 404, 500, 503])
+    }
+}
+
+/// The errors of a deletion: a read's, and 409 when another write changed the items meanwhile.
+pub struct DeleteErrors;
+
+impl IntoResponses for DeleteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_refs(&[400, 401, 403, 404, 409, 500, 503])
+    }
+}
+
+/// The errors of an ingest write.
+pub struct IngestWriteErrors;
+
+impl IntoResponses for IngestWriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_refs(&[400, 401, 403, 404, 409, 413, 500, 503])
+    }
+}
+
+/// The errors of an operations route, which reads no input.
+pub struct OperationErrors;
+
+impl IntoResponses for OperationErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_refs(&[500])
+    }
+}
+
+/// The errors of `/readyz`: 503 until the database answers.
+pub struct ReadinessErrors;
+
+impl IntoResponses for ReadinessErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_refs(&[500, 503])
+    }
+}
+
+/// Registers the error answers referenced by the sets above.
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (status, name, description) in ERROR_ANSWERS {
+            let mut response = ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if status == 401 {
+                response = response.header(
+                    "WWW-Authenticate",
+                    required_header(string().enum_values(Some(["Bearer"])), "`Bearer`."),
+                );
+            }
+            if status == 503 {
+                response = response.header(
+                    "Retry-After",
+                    required_header(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0))
+                            .examples([RETRY_AFTER_SECONDS]),
+                        "Seconds to wait before retrying.",
+                    ),
+                );
+            }
+            components
+                .responses
+                .insert(name.to_owned(), RefOr::T(response.build()));
+        }
+    }
+}
+
+/// A response header the answer always carries.
+///
+/// utoipa's `Header` has no `required` field although OpenAPI's Header Object does; it is
+/// written through the extensions map, which is flattened into the header object.
+fn required_header(schema: impl Into<RefOr<Schema>>, description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(schema))
+        .description(Some(description))
+        .extensions(Some(Extensions::from_iter([("required", true)])))
+        .build()
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the envelope middleware adds to every answer, and the security schemes.
+
+/// The request ids of `envelope.rs`, on every operation and answer.
+struct Envelope;
+
+impl Envelope {
+    fn add_headers(response: &mut Response) {
+        for name in ["X-Request-Id", "X-Openstack-Request-Id"] {
+            response.headers.insert(
+                name.to_owned(),
+                RefOr::T(required_header(
+                    string().pattern(Some(REQUEST_ID_PATTERN)),
+                    "The request's id: the caller's `X-Request-Id` if it is a plain one of \
+                     at most 128 characters, else generated (`req-<uuid>`).",
+                )),
+            );
+        }
+    }
+
+    fn add_to_operation(operation: &mut Operation) {
+        operation.parameters.get_or_insert_with(Vec::new).push(
+            ParameterBuilder::new()
+                .name("X-Request-Id")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Echoed in the answer when it is 1–128 characters of `[A-Za-z0-9._:-]`; \
+                     anything else is replaced by a generated id.",
+                ))
+                .schema(Some(string()))
+                .build()
+                .into(),
+        );
+        for response in operation.responses.responses.values_mut() {
+            if let RefOr::T(response) = response {
+                Self::add_headers(response);
+            }
+        }
+    }
+}
+
+impl Modify for Envelope {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+                &mut item.query,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::add_to_operation(operation);
+            }
+        }
+        if let Some(components) = openapi.components.as_mut() {
+            for response in components.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    Self::add_headers(response);
+                }
+            }
+        }
+    }
+}
+
+/// `X-Auth-Token` (as OpenStack-family clients send it) or `Authorization: Bearer`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "x_auth_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "A JWT, as OpenStack-family clients send it.",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The same JWT in `Authorization: Bearer`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Which objects keep keys the document does not name. Item documents are stored and answered
+/// with every key they came with; a status change takes only its own keys.
+struct ObjectKeys;
+
+impl Modify for ObjectKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let open = [
+            "CheckpointItem",
+            "ItemWrite",
+            "BackupData",
+            "ExtendInfo",
+            "FailCode",
+            "VolumeBackup",
+            "OsImage",
+            "Tag",
+        ];
+        for (name, schema) in components.schemas.iter_mut() {
+            let allowed = if open.contains(&name.as_str()) {
+                true
+            } else if name == "StatusChange" {
+                false
+            } else {
+                continue;
+            };
+            if let RefOr::T(Schema::Object(object)) = schema {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(allowed)));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies.
+
+/// The error answer of spec §6, for every error whatever produced it.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, by kind.
+    pub error_code: ErrorCode,
+    /// What went wrong, for people: names the parameter at fault; never shows internals.
+    #[schema(min_length = 1)]
+    pub error_msg: String,
+    /// The request's id, as in the `X-Request-Id` header.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub request_id: String,
+}
+
+/// The error codes of spec §6.
+#[derive(ToSchema)]
+pub enum ErrorCode {
+    /// 400 (and 413): an invalid parameter, path segment or body.
+    #[schema(rename = "CSBS.9001")]
+    InvalidParameter,
+    /// 401.
+    #[schema(rename = "APIGW.0301")]
+    Unauthenticated,
+    /// 403.
+    #[schema(rename = "APIGW.0302")]
+    Forbidden,
+    /// 404: no such backup or backup record.
+    #[schema(rename = "CSBS.3001")]
+    NotFound,
+    /// 409, ingest.
+    #[schema(rename = "CSBS.9409")]
+    Conflict,
+    /// 404 / 405: no such route, or a known route with another method.
+    #[schema(rename = "APIGW.0101")]
+    NoRoute,
+    /// 500.
+    #[schema(rename = "CSBS.9999")]
+    Internal,
+    /// 503.
+    #[schema(rename = "CSBS.9998")]
+    Unavailable,
+}
+
+/// The status of a backup. `waiting_protect → protecting → available | error`;
+/// `available → waiting_restore → restoring → available | error`;
+/// `available | error → waiting_delete → deleting → deleted | error`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum BackupStatus {
+    /// Queued for backup.
+    WaitingProtect,
+    /// Being backed up.
+    Protecting,
+    /// Done and usable.
+    Available,
+    /// Queued for restore.
+    WaitingRestore,
+    /// Being restored.
+    Restoring,
+    /// Failed.
+    Error,
+    /// Deletion asked for.
+    WaitingDelete,
+    /// Being deleted.
+    Deleting,
+    /// Gone; answered only when asked for.
+    Deleted,
+}
+
+/// A backup ("checkpoint item", spec §2), exactly as it was stored: keys the document does not
+/// name are kept, numbers keep their digits. `project_id` and `policy_id` are known for each
+/// item and filterable, but are not part of the object.
+#[derive(ToSchema)]
+pub struct CheckpointItem {
+    /// The backup's id (lowercase, hyphenated).
+    #[schema(schema_with = canonical_uuid)]
+    pub id: String,
+    /// Its name.
+    #[schema(max_length = 255)]
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Where it is in its lifecycle.
+    pub status: BackupStatus,
+    /// The backup record it belongs to (lowercase, hyphenated).
+    #[schema(schema_with = canonical_uuid)]
+    pub checkpoint_id: String,
+    /// The protected server.
+    #[schema(schema_with = text_value)]
+    pub resource_id: String,
+    /// The kind of resource, e.g. `OS::Nova::Server`.
+    #[schema(schema_with = text_value)]
+    pub resource_type: String,
+    /// When the backup was made.
+    #[schema(schema_with = stored_time)]
+    pub created_at: String,
+    /// When the service last stored a change of it.
+    #[schema(schema_with = stored_time)]
+    pub updated_at: String,
+    /// When its data was protected.
+    #[schema(schema_with = nullable_stored_time)]
+    pub protected_at: Option<String>,
+    /// Tags.
+    pub tags: Option<Vec<Tag>>,
+    /// What was backed up.
+    pub backup_data: Option<BackupData>,
+    /// Progress and details reported by the backup engine.
+    pub extend_info: Option<ExtendInfo>,
+}
+
+fn nullable_stored_time() -> ObjectBuilder {
+    stored_time().schema_type(nullable(Type::String))
+}
+
+/// A tag of a backup.
+#[derive(ToSchema)]
+pub struct Tag {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// What was backed up (spec §2). Optional members may be `null` or absent.
+#[derive(ToSchema)]
+pub struct BackupData {
+    /// The server's public address (an address, or `""` when it has none).
+    pub eip: Option<String>,
+    /// The server's private address.
+    pub private_ip: Option<String>,
+    /// Memory, MB.
+    pub ram: Option<f64>,
+    /// Virtual CPUs.
+    pub vcpus: Option<f64>,
+    /// Disk, GB.
+    pub disk: Option<f64>,
+    /// The image type of the server.
+    pub imagetype: Option<String>,
+    /// The cloud service type.
+    pub cloudservicetype: Option<String>,
+    /// The region.
+    #[schema(rename = "__openstack_region_name")]
+    pub openstack_region_name: Option<String>,
+}
+
+/// Progress and details reported by the backup engine (spec §2). Optional members may be
+/// `null` or absent; a status change merges its members into the stored ones.
+#[derive(ToSchema)]
+pub struct ExtendInfo {
+    /// Whether a policy (not a person) started the backup.
+    pub auto_trigger: Option<bool>,
+    /// MB/s.
+    pub average_speed: Option<f64>,
+    /// The backup this one was copied from.
+    pub copy_from: Option<serde_json::Value>,
+    /// Replication state.
+    pub copy_status: Option<CopyStatus>,
+    /// Why it failed: `{"Code", "Description"}`, or `{}`.
+    pub fail_code: Option<FailCode>,
+    /// The operation that failed.
+    pub fail_op: Option<String>,
+    /// Why it failed, for people.
+    pub fail_reason: Option<String>,
+    /// `backup` or `replication`.
+    pub image_type: Option<ImageType>,
+    /// Whether the backup is incremental.
+    pub incremental: Option<bool>,
+    /// Percent done.
+    #[schema(minimum = 0, maximum = 100)]
+    pub progress: Option<f64>,
+    /// The availability zone of the protected server.
+    #[schema(max_length = 255)]
+    pub resource_az: Option<String>,
+    /// The name of the protected server.
+    #[schema(max_length = 255)]
+    pub resource_name: Option<String>,
+    /// The kind of the protected resource.
+    pub resource_type: Option<String>,
+    /// MB.
+    pub size: Option<f64>,
+    /// Deduplication ratio.
+    pub space_saving_ratio: Option<f64>,
+    /// When the backup finished.
+    pub finished_at: Option<String>,
+    /// How it can be restored.
+    pub supported_restore_mode: Option<String>,
+    /// Images made from the backup.
+    pub os_images_data: Option<Vec<OsImage>>,
+    /// Whether lazy loading is supported.
+    pub support_lld: Option<bool>,
+    /// The engine's task.
+    pub taskid: Option<String>,
+    /// The hypervisor of the protected server.
+    pub hypervisor_type: Option<String>,
+    /// One entry per backed-up volume.
+    pub volume_backups: Option<Vec<VolumeBackup>>,
+}
+
+/// Why a backup failed; `{}` when it did not.
+#[derive(ToSchema)]
+pub struct FailCode {
+    /// The engine's error code.
+    #[schema(rename = "Code")]
+    pub code: Option<String>,
+    /// Its text.
+    #[schema(rename = "Description")]
+    pub description: Option<String>,
+}
+
+/// An image made from a backup.
+#[derive(ToSchema)]
+pub struct OsImage {
+    /// The image.
+    pub image_id: Option<String>,
+}
+
+/// The backup of one volume.
+#[derive(ToSchema)]
+pub struct VolumeBackup {
+    /// The volume backup's id.
+    pub id: Option<String>,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its status.
+    pub status: Option<String>,
+    /// Whether the volume boots the server.
+    pub bootable: Option<bool>,
+    /// Whether the backup is incremental.
+    pub incremental: Option<bool>,
+    /// `backup` or `replication`.
+    pub image_type: Option<String>,
+    /// MB.
+    pub size: Option<f64>,
+    /// MB/s.
+    pub average_speed: Option<f64>,
+    /// Deduplication ratio.
+    pub space_saving_ratio: Option<f64>,
+    /// The volume.
+    pub source_volume_id: Option<String>,
+    /// GB.
+    pub source_volume_size: Option<f64>,
+    /// The volume's name.
+    pub source_volume_name: Option<String>,
+    /// The snapshot the backup was made from.
+    pub snapshot_id: Option<String>,
+}
+
+/// Replication state of a backup.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum CopyStatus {
+    /// Not replicated.
+    Na,
+    /// Queued.
+    WaitingCopy,
+    /// Being copied.
+    Copying,
+    /// Copied.
+    Success,
+    /// Failed.
+    Fail,
+}
+
+/// The kind of a backup image.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ImageType {
+    /// A backup.
+    Backup,
+    /// A replica.
+    Replication,
+}
+
+/// `GET …/checkpoint_items/count`.
+#[derive(ToSchema)]
+pub struct CountAnswer {
+    /// How many backups match.
+    #[schema(minimum = 0)]
+    pub count: u64,
+}
+
+/// `GET …/checkpoint_items`: a page.
+#[derive(ToSchema)]
+pub struct ListAnswer {
+    /// The items of this page, in the requested order.
+    pub checkpoint_items: Vec<CheckpointItem>,
+    /// Present only when another item follows this page.
+    #[schema(required = false, min_items = 1, max_items = 1)]
+    pub checkpoint_items_links: Vec<PageLink>,
+}
+
+/// The link to the next page.
+#[derive(ToSchema)]
+pub struct PageLink {
+    /// Always `next`.
+    pub rel: LinkRel,
+    /// This request's URL with `marker` set to the page's last id.
+    #[schema(format = "uri")]
+    pub href: String,
+}
+
+/// The relation of a page link.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum LinkRel {
+    /// The next page.
+    Next,
+}
+
+/// `GET …/checkpoint_items/{checkpoint_item_id}`.
+#[derive(ToSchema)]
+pub struct ShowAnswer {
+    /// The backup.
+    pub checkpoint_item: CheckpointItem,
+}
+
+/// A deletion was asked for: `{}`.
+#[derive(ToSchema)]
+#[schema(max_properties = 0)]
+pub struct DeleteAnswer {}
+
+/// An ingest answer: the item as stored, and its version.
+#[derive(ToSchema)]
+pub struct IngestItemAnswer {
+    /// The backup as stored, whatever its status.
+    pub checkpoint_item: CheckpointItem,
+    /// Its version; the next write names this + 1.
+    #[schema(minimum = 1)]
+    pub version: i64,
+}
+
+/// A create or replace: the item object (spec §2), the version the write creates, and
+/// optionally the policy. Ids and times are rewritten to their canonical form; `updated_at`
+/// is the service's. Keys the document does not name are stored and answered as they came.
+#[derive(ToSchema)]
+pub struct ItemWrite {
+    /// 1 for a new item, the stored version + 1 for a change; the stored version again is a
+    /// retry (answered as the first time if nothing else differs), anything else 409.
+    #[schema(minimum = 1)]
+    pub version: i64,
+    /// The item's id: optional on `PUT` (it must then be the path's), required in a bulk.
+    #[schema(schema_with = any_uuid, required = false)]
+    pub id: String,
+    /// Optional; must be the path's tenant.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", required = false)]
+    pub project_id: String,
+    /// The backup policy that produced the item: filterable, not part of the answered object.
+    #[schema(schema_with = nullable_text_value)]
+    pub policy_id: Option<String>,
+    /// The name.
+    #[schema(max_length = 255)]
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The status; a change must follow the lifecycle.
+    pub status: BackupStatus,
+    /// The backup record.
+    #[schema(schema_with = any_uuid)]
+    pub checkpoint_id: String,
+    /// The protected server.
+    #[schema(schema_with = text_value)]
+    pub resource_id: String,
+    /// The kind of resource.
+    #[schema(schema_with = text_value)]
+    pub resource_type: String,
+    /// When the backup was made.
+    #[schema(schema_with = request_time)]
+    pub created_at: String,
+    /// Ignored: the service sets it on every write.
+    #[schema(required = false)]
+    pub updated_at: serde_json::Value,
+    /// When its data was protected.
+    #[schema(schema_with = nullable_request_time)]
+    pub protected_at: Option<String>,
+    /// Tags.
+    pub tags: Option<Vec<Tag>>,
+    /// What was backed up.
+    pub backup_data: Option<BackupData>,
+    /// Progress and details.
+    pub extend_info: Option<ExtendInfo>,
+}
+
+fn nullable_request_time() -> ObjectBuilder {
+    request_time().schema_type(nullable(Type::String))
+}
+
+/// One item of a bulk report: an `ItemWrite` whose `id` is required.
+pub struct BulkItemWrite;
+
+impl PartialSchema for BulkItemWrite {
+    fn schema() -> RefOr<Schema> {
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name("ItemWrite"))
+            .item(ObjectBuilder::new().required("id"))
+            .description(Some("An `ItemWrite` with its `id`."))
+            .into()
+    }
+}
+
+impl ToSchema for BulkItemWrite {}
+
+/// `POST /ingest/v1/{project_id}/checkpoint_items`: many items, stored all or nothing.
+#[derive(ToSchema)]
+pub struct BulkRequest {
+    /// 1 to `ingest.max_bulk_items` (default 1000) items with distinct ids.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub checkpoint_items: Vec<BulkItemWrite>,
+}
+
+/// The outcome of a bulk report, item by item in the request's order.
+#[derive(ToSchema)]
+pub struct BulkAnswer {
+    /// One entry per item.
+    pub checkpoint_items: Vec<BulkResult>,
+}
+
+/// The outcome for one item of a bulk report.
+#[derive(ToSchema)]
+pub struct BulkResult {
+    /// The item.
+    #[schema(schema_with = canonical_uuid)]
+    pub id: String,
+    /// Its status now.
+    pub status: BackupStatus,
+    /// Its version now.
+    #[schema(minimum = 1)]
+    pub version: i64,
+    /// `stored`, or `unchanged` for a retry of the stored version.
+    pub result: BulkOutcome,
+}
+
+/// What a bulk report did to one item.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum BulkOutcome {
+    /// Written.
+    Stored,
+    /// A retry of the stored version: nothing written.
+    Unchanged,
+}
+
+/// A status change reported by an engine. Keeping the status (to report progress) is always
+/// allowed; any other change must follow the lifecycle.
+#[derive(ToSchema)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: BackupStatus,
+    /// The version this change creates: the stored version + 1 (the stored version again is a
+    /// retry).
+    #[schema(minimum = 1)]
+    pub version: i64,
+    /// Members merged into the stored `extend_info` (progress, `fail_code`, sizes, …).
+    pub extend_info: Option<ExtendInfo>,
+    /// A new `protected_at`; `null` clears it.
+    #[schema(schema_with = nullable_request_time)]
+    pub protected_at: Option<String>,
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: Alive,
+}
+
+/// The answer of a live process.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Alive {
+    /// The process answers.
+    Ok,
+}
+
+/// `GET /readyz`.
+#[derive(ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    pub status: Ready,
+}
+
+/// The answer of a ready service.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Ready {
+    /// Migrations are applied and the database answers.
+    Ready,
+}
+
+/// An OpenAPI 3.1 document.
+pub struct OpenApiDocument;
+
+impl PartialSchema for OpenApiDocument {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .property("openapi", string().pattern(Some("^3\\.1\\.[0-9]+$")))
+            .required("openapi")
+            .property("info", ObjectBuilder::new())
+            .required("info")
+            .property("paths", ObjectBuilder::new())
+            .required("paths")
+            .into()
+    }
+}
+
+impl ToSchema for OpenApiDocument {}

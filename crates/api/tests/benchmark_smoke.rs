@@ -1,0 +1,83 @@
+//! The service-versus-SQL benchmark at smoke size: it runs end to end on PostgreSQL and
+//! produces a table with every shape and sane numbers. (The numbers themselves mean nothing
+//! here; `cargo bench -p csbs-api --bench service_vs_sql` measures.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use csbs_api::benchmark::{self, BenchmarkOptions};
+use csbs_storage::testing::{postgres_admin_url, TestDatabase};
+
+#[test]
+fn the_benchmark_measures_every_shape() {
+    let Some(admin_url) = postgres_admin_url() else {
+        eprintln!("note: no PostgreSQL; the benchmark smoke test is skipped");
+        return;
+    };
+    let db = TestDatabase::postgres(&admin_url);
+    let options = BenchmarkOptions {
+        items: 2000,
+        requests: 6,
+        warmup: 2,
+        concurrency: vec![1, 2],
+        explain: true,
+        ..BenchmarkOptions::default()
+    };
+    let report = benchmark::run(db.url(), &options, &|message| eprintln!("{message}")).unwrap();
+
+    let import = report.import.as_ref().expect("the data was generated");
+    assert_eq!(import.items, 2000);
+    assert!(import.items_per_second() > 0.0);
+    assert_eq!(report.items, 2000);
+    assert!(report.table_bytes > 0);
+    assert!(
+        report.disagreements.is_empty(),
+        "{:?}",
+        report.disagreements
+    );
+    let largest = &report.tenants[0];
+    assert_eq!(largest.label, "largest");
+    assert!(largest.items > 1000, "{largest:?}");
+
+    let table = report.table();
+    let expected = [
+        "largest: count |",
+        "largest: count status=available",
+        "largest: count time range",
+        "largest: count resource_id",
+        "largest: list first page",
+        // The deep pages are as deep as a tenant of this size allows.
+        "by marker |",
+        "by offset ",
+        "median: count |",
+        "all tenants: count status=available (admin)",
+    ];
+    for shape in expected {
+        assert!(table.contains(shape), "{shape} is missing from\n{table}");
+    }
+    let shapes = report
+        .results
+        .iter()
+        .map(|r| &r.shape)
+        .collect::<std::collections::HashSet<_>>();
+    assert_eq!(
+        report.results.len(),
+        shapes.len() * 2,
+        "one row per client count"
+    );
+    for row in &report.results {
+        for (side, latency) in [("service", &row.service), ("SQL", &row.sql)] {
+            assert_eq!(latency.requests, 6, "{} {side}", row.shape);
+            assert_eq!(latency.errors, 0, "{} {side}", row.shape);
+            assert!(!latency.p50.is_zero(), "{} {side}", row.shape);
+            assert!(latency.p50 <= latency.p99, "{} {side}", row.shape);
+            assert!(latency.throughput > 0.0, "{} {side}", row.shape);
+        }
+        assert!(row.ratio_p50() > 0.0);
+    }
+    assert_eq!(report.plans.len(), shapes.len());
+    assert!(report
+        .plans
+        .iter()
+        .all(|(_, plan)| plan.contains("Execution Time")));
+    assert!(report.summary().contains(&largest.project_id));
+}
