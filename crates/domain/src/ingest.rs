@@ -49,7 +49,7 @@ pub enum IngestError {
     #[error("backup {0} does not exist")]
     NotFound(String),
     /// The write is based on another version than the stored one.
-    #[error("version {given} does not follow the stored version {current}: the write is based on a stale version")]
+    #[error("{}", version_conflict_message(*current, *given))]
     VersionConflict { current: i64, given: i64 },
     /// The lifecycle does not allow the change.
     #[error("status cannot change from {from} to {to}")]
@@ -57,6 +57,21 @@ pub enum IngestError {
         from: BackupStatus,
         to: BackupStatus,
     },
+}
+
+fn version_conflict_message(current: i64, given: i64) -> String {
+    if given == current {
+        format!(
+            "version {given} is already stored with other content; a change must name version {}",
+            current + 1
+        )
+    } else {
+        format!(
+            "version {given} does not follow the stored version {current}: the write is based on a stale version; \
+             a change must name version {}",
+            current + 1
+        )
+    }
 }
 
 /// A create-or-replace: the item document and the version it creates.

@@ -89,20 +89,19 @@ impl BackupRecord {
                 "must be at most 255 characters long",
             ));
         }
+        if name.chars().any(char::is_control) {
+            return Err(ItemError::new(
+                "name",
+                "must not contain control characters",
+            ));
+        }
+        check_types(&object)?;
         let status_text = required_string(&object, "status")?;
         let status = BackupStatus::parse("status", &status_text)
             .map_err(|e| ItemError::new("status", e.reason))?;
         let resource_id = bounded_text("resource_id", &required_string(&object, "resource_id")?)?;
         let resource_type =
             bounded_text("resource_type", &required_string(&object, "resource_type")?)?;
-        match object.get("description") {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(_) => return Err(ItemError::new("description", "must be a string or null")),
-        }
-        match object.get("tags") {
-            None | Some(Value::Null) | Some(Value::Array(_)) => {}
-            Some(_) => return Err(ItemError::new("tags", "must be a list")),
-        }
 
         let created_at = time_field(&mut object, "created_at")?
             .ok_or_else(|| ItemError::new("created_at", "is required"))?;
@@ -151,6 +150,163 @@ impl BackupRecord {
     }
 }
 
+/// The JSON type a known field of spec §2 must have (`null` is always allowed: optional fields
+/// may be null).
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Number,
+    Bool,
+    Object,
+    List,
+}
+
+impl Kind {
+    fn admits(self, value: &Value) -> bool {
+        matches!(
+            (self, value),
+            (_, Value::Null)
+                | (Kind::Text, Value::String(_))
+                | (Kind::Number, Value::Number(_))
+                | (Kind::Bool, Value::Bool(_))
+                | (Kind::Object, Value::Object(_))
+                | (Kind::List, Value::Array(_))
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Text => "a string",
+            Kind::Number => "a number",
+            Kind::Bool => "true or false",
+            Kind::Object => "an object",
+            Kind::List => "a list",
+        }
+    }
+}
+
+const BACKUP_DATA_FIELDS: &[(&str, Kind)] = &[
+    ("eip", Kind::Text),
+    ("private_ip", Kind::Text),
+    ("ram", Kind::Number),
+    ("vcpus", Kind::Number),
+    ("disk", Kind::Number),
+    ("imagetype", Kind::Text),
+    ("cloudservicetype", Kind::Text),
+    ("__openstack_region_name", Kind::Text),
+];
+
+const EXTEND_INFO_FIELDS: &[(&str, Kind)] = &[
+    ("auto_trigger", Kind::Bool),
+    ("average_speed", Kind::Number),
+    ("copy_from", Kind::Text),
+    ("copy_status", Kind::Text),
+    ("fail_code", Kind::Object),
+    ("fail_op", Kind::Text),
+    ("fail_reason", Kind::Text),
+    ("image_type", Kind::Text),
+    ("incremental", Kind::Bool),
+    ("progress", Kind::Number),
+    ("resource_az", Kind::Text),
+    ("resource_name", Kind::Text),
+    ("resource_type", Kind::Text),
+    ("size", Kind::Number),
+    ("space_saving_ratio", Kind::Number),
+    ("finished_at", Kind::Text),
+    ("supported_restore_mode", Kind::Text),
+    ("os_images_data", Kind::List),
+    ("support_lld", Kind::Bool),
+    ("taskid", Kind::Text),
+    ("hypervisor_type", Kind::Text),
+    ("volume_backups", Kind::List),
+];
+
+const VOLUME_BACKUP_FIELDS: &[(&str, Kind)] = &[
+    ("id", Kind::Text),
+    ("name", Kind::Text),
+    ("status", Kind::Text),
+    ("bootable", Kind::Bool),
+    ("incremental", Kind::Bool),
+    ("image_type", Kind::Text),
+    ("size", Kind::Number),
+    ("average_speed", Kind::Number),
+    ("space_saving_ratio", Kind::Number),
+    ("source_volume_id", Kind::Text),
+    ("source_volume_size", Kind::Number),
+    ("source_volume_name", Kind::Text),
+    ("snapshot_id", Kind::Text),
+];
+
+fn check_fields(
+    object: &Map<String, Value>,
+    path: &str,
+    fields: &[(&str, Kind)],
+) -> Result<(), ItemError> {
+    for (field, kind) in fields {
+        if let Some(value) = object.get(*field) {
+            if !kind.admits(value) {
+                return Err(ItemError::new(
+                    format!("{path}.{field}"),
+                    format!("must be {} or null", kind.name()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The elements of the list at `key` (when it is one) must be objects whose known fields
+/// have their types.
+fn check_list_of_objects(
+    object: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    fields: &[(&str, Kind)],
+) -> Result<(), ItemError> {
+    if let Some(Value::Array(elements)) = object.get(key) {
+        for (i, element) in elements.iter().enumerate() {
+            let element_path = format!("{path}.{key}[{i}]");
+            let Value::Object(members) = element else {
+                return Err(ItemError::new(element_path, "must be an object"));
+            };
+            check_fields(members, &element_path, fields)?;
+        }
+    }
+    Ok(())
+}
+
+/// The known fields of spec §2 have the types the API describes, so that every stored item
+/// can be answered as documented; unknown keys are free.
+fn check_types(object: &Map<String, Value>) -> Result<(), ItemError> {
+    check_fields(
+        object,
+        "(item)",
+        &[("description", Kind::Text), ("tags", Kind::List)],
+    )
+    .map_err(|e| ItemError::new(e.field.trim_start_matches("(item)."), e.reason))?;
+    check_list_of_objects(
+        object,
+        "(item)",
+        "tags",
+        &[("key", Kind::Text), ("value", Kind::Text)],
+    )
+    .map_err(|e| ItemError::new(e.field.trim_start_matches("(item)."), e.reason))?;
+    if let Some(Value::Object(data)) = object.get("backup_data") {
+        check_fields(data, "backup_data", BACKUP_DATA_FIELDS)?;
+    }
+    if let Some(Value::Object(info)) = object.get("extend_info") {
+        check_fields(info, "extend_info", EXTEND_INFO_FIELDS)?;
+        check_list_of_objects(info, "extend_info", "volume_backups", VOLUME_BACKUP_FIELDS)?;
+        check_list_of_objects(
+            info,
+            "extend_info",
+            "os_images_data",
+            &[("image_id", Kind::Text)],
+        )?;
+    }
+    Ok(())
+}
+
 fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, ItemError> {
     match object.get(field) {
         Some(Value::String(text)) => Ok(text.clone()),
@@ -172,6 +328,10 @@ fn optional_string(
 ) -> Result<Option<String>, ItemError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.chars().any(char::is_control) => Err(ItemError::new(
+            format!("{parent}.{field}"),
+            "must not contain control characters",
+        )),
         Some(Value::String(text)) if text.chars().count() <= TextValue::MAX_CHARS => {
             Ok(Some(text.clone()))
         }
@@ -333,6 +493,33 @@ mod tests {
                 "backup_data.eip",
             ),
             (Box::new(|v| v["description"] = json!(5)), "description"),
+            (Box::new(|v| v["name"] = json!("a\u{0}b")), "name"),
+            (
+                Box::new(|v| v["extend_info"]["resource_az"] = json!("az\u{0}")),
+                "extend_info.resource_az",
+            ),
+            (
+                Box::new(|v| v["extend_info"]["progress"] = json!("half")),
+                "extend_info.progress",
+            ),
+            (
+                Box::new(|v| v["extend_info"]["average_speed"] = json!("fast")),
+                "extend_info.average_speed",
+            ),
+            (
+                Box::new(|v| v["extend_info"]["volume_backups"] = json!([{"snapshot_id": {}}])),
+                "extend_info.volume_backups[0].snapshot_id",
+            ),
+            (
+                Box::new(|v| v["extend_info"]["volume_backups"] = json!([1])),
+                "extend_info.volume_backups[0]",
+            ),
+            (Box::new(|v| v["tags"] = json!([1, 2])), "tags[0]"),
+            (Box::new(|v| v["tags"] = json!([{"key": 1}])), "tags[0].key"),
+            (
+                Box::new(|v| v["backup_data"]["ram"] = json!("8G")),
+                "backup_data.ram",
+            ),
         ];
         for (mutate, field) in cases {
             let mut value = example();

@@ -77,8 +77,15 @@ fn parse(value: &str) -> Option<Micros> {
     };
     let time = NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?;
     let local = NaiveDateTime::new(date, time).and_utc().timestamp_micros();
-    local.checked_sub(offset_seconds * 1_000_000)
+    // A zone may push the time out of the four-digit years the wire format can write back.
+    local
+        .checked_sub(offset_seconds * 1_000_000)
+        .filter(|utc| (FIRST_MICROS..=LAST_MICROS).contains(utc))
 }
+
+/// 0001-01-01T00:00:00 UTC and 9999-12-31T23:59:59.999999 UTC.
+const FIRST_MICROS: Micros = -62_135_596_800_000_000;
+const LAST_MICROS: Micros = 253_402_300_799_999_999;
 
 /// The unsigned decimal number in `bytes`, which must all be ASCII digits.
 fn digits(bytes: &[u8]) -> Option<u32> {
@@ -119,6 +126,8 @@ mod tests {
             ("2017-04-15T00:20:37-04:00", "2017-04-15T04:20:37Z"),
             ("2017-04-15T04:20:37.5+00:00", "2017-04-15T04:20:37.5Z"),
             ("2024-02-29T00:00:00", "2024-02-29T00:00:00Z"),
+            ("0001-01-01T00:00:00", "0001-01-01T00:00:00Z"),
+            ("9999-12-31T23:59:59.999999", "9999-12-31T23:59:59.999999Z"),
         ];
         for (input, expected) in cases {
             assert_eq!(parse_timestamp("t", input), Ok(micros(expected)), "{input}");
@@ -145,6 +154,9 @@ mod tests {
             "+017-04-15T04:20:37",
             "2017-4-15T04:20:37",
             "1492228837",
+            "0000-01-01T00:00:00",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-00:01",
         ] {
             let err = parse_timestamp("start_time", input).unwrap_err();
             assert_eq!(err.parameter, "start_time", "{input}");
@@ -162,7 +174,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn format_then_parse_is_identity(value in -2_000_000_000_000_000i64..8_000_000_000_000_000i64) {
+        fn format_then_parse_is_identity(value in FIRST_MICROS..=LAST_MICROS) {
             let text = format_timestamp(value);
             proptest::prop_assert_eq!(parse_timestamp("t", &text), Ok(value));
         }

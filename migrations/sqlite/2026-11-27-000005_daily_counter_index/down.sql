@@ -1,0 +1,1 @@
+DROP INDEX item_counts_daily_tenant;
