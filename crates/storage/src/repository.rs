@@ -134,6 +134,21 @@ impl Repository {
         migrations::migrations_complete(&mut *self.connection()?)
     }
 
+    /// Refreshes the planner's statistics after a bulk load, so that the next queries are
+    /// planned for the data as it now is rather than as it was (a tenant that grew from nothing
+    /// to most of the table would otherwise be planned as tiny).
+    pub fn refresh_statistics(&self) -> Result<(), StorageError> {
+        use diesel::connection::SimpleConnection;
+        let mut conn = self.connection()?;
+        match &mut *conn {
+            DbConnection::Postgresql(pg) => {
+                pg.batch_execute("ANALYZE backup_items, item_counts, item_counts_daily")?
+            }
+            DbConnection::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA optimize")?,
+        }
+        Ok(())
+    }
+
     /// Whether the database answers a trivial query.
     pub fn ping(&self) -> Result<(), StorageError> {
         use diesel::connection::SimpleConnection;

@@ -189,6 +189,7 @@ fn importing_twice_changes_nothing_and_a_change_replaces() {
             .collect();
         assert_eq!(repo.upsert(&records).unwrap(), 1200, "{db:?}");
         assert_eq!(repo.upsert(&records).unwrap(), 0, "{db:?}");
+        repo.refresh_statistics().unwrap();
         assert_eq!(count(&repo, "tenant-a", &[]), 1200);
 
         let mut changed = records[7].clone();

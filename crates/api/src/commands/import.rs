@@ -59,6 +59,9 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
         |line, reason| progress.suspend(|| eprintln!("line {line}: {reason}")),
     )?;
     progress.finish_and_clear();
+    if summary.written > 0 {
+        repository.refresh_statistics()?;
+    }
 
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
