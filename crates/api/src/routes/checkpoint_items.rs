@@ -6,7 +6,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_auth::Caller;
 use csbs_domain::{
-    BackupFilter, BackupStatus, CountQuery, ItemId, ListQuery, ParamError, ProjectId, TenantScope,
+    BackupFilter, BackupStatus, CountQuery, Criteria, ItemId, ListQuery, ParamError, ProjectId,
+    TenantScope,
 };
 use csbs_storage::ItemPage;
 
@@ -46,15 +47,21 @@ fn authorized_project(caller: &Caller, path_project: &str) -> Result<ProjectId, 
     Ok(project)
 }
 
-/// The tenant scope of a query: the path's tenant, or every tenant for an administrator who
+/// The filter of a count or list: the path's tenant, or every tenant for an administrator who
 /// asked for `all_tenants`.
-fn scope(caller: &Caller, project: ProjectId, all_tenants: bool) -> Result<TenantScope, ApiError> {
-    if all_tenants {
+fn scoped_filter(
+    caller: &Caller,
+    project: ProjectId,
+    criteria: Criteria,
+    all_tenants: bool,
+) -> Result<BackupFilter, ApiError> {
+    let scope = if all_tenants {
         caller.authorize_all_tenants()?;
-        Ok(TenantScope::AllTenants)
+        TenantScope::AllTenants
     } else {
-        Ok(TenantScope::Project(project))
-    }
+        TenantScope::Project(project)
+    };
+    Ok(BackupFilter { scope, criteria })
 }
 
 /// Count backups
@@ -81,10 +88,7 @@ async fn count(
 ) -> Result<HttpResponse, ApiError> {
     let project = authorized_project(&caller, &path)?;
     let query = CountQuery::from_pairs(&query_pairs(&req))?;
-    let filter = BackupFilter {
-        scope: scope(&caller, project, query.all_tenants)?,
-        criteria: query.criteria,
-    };
+    let filter = scoped_filter(&caller, project, query.criteria, query.all_tenants)?;
     let count = state
         .run(move |repository| repository.count(&filter))
         .await?;
@@ -116,10 +120,7 @@ async fn list(
     let project = authorized_project(&caller, &path)?;
     let pairs = query_pairs(&req);
     let query = ListQuery::from_pairs(&pairs)?;
-    let filter = BackupFilter {
-        scope: scope(&caller, project, query.all_tenants)?,
-        criteria: query.criteria,
-    };
+    let filter = scoped_filter(&caller, project, query.criteria, query.all_tenants)?;
     let (sort, page) = (query.sort, query.page);
     let items = state
         .run(move |repository| repository.list(&filter, &sort, &page))

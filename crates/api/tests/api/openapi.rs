@@ -427,3 +427,20 @@ async fn the_item_object_keeps_unknown_keys_and_allows_nulls() {
         );
     }
 }
+
+#[actix_web::test]
+async fn the_documented_statuses_are_the_domain_statuses() {
+    let (address, _db) = spawn().await;
+    let document = document(&address).await;
+    let documented: Vec<&str> = document["components"]["schemas"]["BackupStatus"]["enum"]
+        .as_array()
+        .expect("BackupStatus is an enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let known: Vec<&str> = csbs_domain::BackupStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(documented, known);
+}
