@@ -168,11 +168,13 @@ pub fn establish(
                 .map_err(|e| StorageError::Unavailable(e.to_string()))?;
             // `case_sensitive_like` makes LIKE match PostgreSQL's (the `name` filter is
             // case-sensitive); WAL lets readers run beside the writer; the busy timeout turns a
-            // short lock wait into a wait rather than an error.
+            // short lock wait into a wait rather than an error; temporary tables (the bulk
+            // upsert's staging table) and statement journals stay in memory instead of going
+            // through a temporary file page by page.
             conn.batch_execute(&format!(
                 "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
                  PRAGMA case_sensitive_like = ON; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = FULL;",
+                 PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
                 settings.sqlite_busy_timeout.as_millis()
             ))
             .map_err(StorageError::from)?;

@@ -5,6 +5,7 @@
 //! validated [`csbs_domain::BackupFilter`] becomes one `.filter()` per criterion on a boxed
 //! query (`filters`), which count and list share, so the two always agree.
 
+mod bulk;
 mod connection;
 mod counters;
 mod errors;

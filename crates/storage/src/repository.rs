@@ -1,27 +1,21 @@
 //! The backup item repository: every query the service makes, on either backend.
 
 use csbs_domain::{
-    BackupFilter, BackupRecord, BackupStatus, ItemId, PageRequest, ProjectId, SortSpec, TenantScope,
+    BackupFilter, BackupStatus, ItemId, PageRequest, ProjectId, SortSpec, TenantScope,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 
 use crate::connection::{Backend, DatabaseUrl, DbConnection, MultiBackend};
 use crate::filters::filtered;
 use crate::migrations;
 use crate::ordering::{after_marker, full_order, order_by, MarkerRow, MARKER_COLUMNS};
 use crate::pool::{build_pool, Pool, PoolSettings};
-use crate::rows::NewItemRow;
 use crate::schema::backup_items;
 use crate::StorageError;
 use diesel::sql_types::Text;
-
-/// Rows per INSERT statement: far below SQLite's 32,766 and PostgreSQL's 65,535 bind
-/// parameters at 17 columns a row.
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,24 +200,6 @@ impl Repository {
         })
         .transpose()
     }
-
-    /// Inserts or replaces `records` (by tenant and id) in one transaction; returns how many
-    /// rows were written. A record identical to the stored one is left alone, so importing the
-    /// same data twice changes nothing.
-    pub fn upsert(&self, records: &[BackupRecord]) -> Result<usize, StorageError> {
-        let mut conn = self.connection()?;
-        let mut rows: Vec<NewItemRow<'_>> = records.iter().map(NewItemRow::from).collect();
-        // Rows are locked in key order, so that concurrent imports of overlapping items in
-        // different orders cannot deadlock.
-        rows.sort_by(|a, b| (a.project_id, a.id).cmp(&(b.project_id, b.id)));
-        conn.transaction(|conn| {
-            let mut written = 0;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                written += upsert_rows(conn, chunk)?;
-            }
-            Ok(written)
-        })
-    }
 }
 
 /// The rows of one page (id and document), one more than the limit so that the caller knows
@@ -266,72 +242,4 @@ fn marker_row(
         .first::<MarkerRow>(conn)
         .optional()?
         .ok_or(StorageError::UnknownMarker)
-}
-
-/// The upsert differs per backend in batching and in how "policy differs, NULLs included"
-/// is spelt.
-fn upsert_rows(conn: &mut DbConnection, rows: &[NewItemRow<'_>]) -> QueryResult<usize> {
-    // `.filter` on an upsert is the WHERE of its DO UPDATE; the trait is not in the prelude.
-    use crate::schema::backup_items::dsl::{
-        backup_items as items, checkpoint_id, created_at_us, document, eip, id, image_type, name,
-        policy_id, private_ip, project_id, protected_at_us, resource_az, resource_id,
-        resource_name, resource_type, status, updated_at_us, version,
-    };
-    use diesel::query_dsl::methods::FilterDsl;
-
-    macro_rules! replace_all {
-        () => {
-            (
-                name.eq(excluded(name)),
-                status.eq(excluded(status)),
-                checkpoint_id.eq(excluded(checkpoint_id)),
-                resource_id.eq(excluded(resource_id)),
-                resource_type.eq(excluded(resource_type)),
-                resource_name.eq(excluded(resource_name)),
-                resource_az.eq(excluded(resource_az)),
-                image_type.eq(excluded(image_type)),
-                policy_id.eq(excluded(policy_id)),
-                private_ip.eq(excluded(private_ip)),
-                eip.eq(excluded(eip)),
-                created_at_us.eq(excluded(created_at_us)),
-                updated_at_us.eq(excluded(updated_at_us)),
-                protected_at_us.eq(excluded(protected_at_us)),
-                version.eq(version + 1),
-                document.eq(excluded(document)),
-            )
-        };
-    }
-
-    match conn {
-        DbConnection::Postgresql(pg) => diesel::insert_into(items)
-            .values(rows)
-            .on_conflict((project_id, id))
-            .do_update()
-            .set(replace_all!())
-            .filter(
-                document
-                    .ne(excluded(document))
-                    .or(policy_id.is_distinct_from(excluded(policy_id))),
-            )
-            .execute(pg),
-        // diesel has no multi-row upsert for SQLite; one cached statement per row inside the
-        // caller's transaction costs no fsync per row and is as fast.
-        DbConnection::Sqlite(sqlite) => {
-            let mut written = 0;
-            for row in rows {
-                written += diesel::insert_into(items)
-                    .values(row)
-                    .on_conflict((project_id, id))
-                    .do_update()
-                    .set(replace_all!())
-                    .filter(
-                        document
-                            .ne(excluded(document))
-                            .or(policy_id.is_not(excluded(policy_id))),
-                    )
-                    .execute(sqlite)?;
-            }
-            Ok(written)
-        }
-    }
 }

@@ -1,28 +1,44 @@
 //! The diesel description of the tables, kept to the types both backends share (text and
 //! 64-bit integers), so that one query serves PostgreSQL and SQLite alike.
 
-diesel::table! {
+/// Declares a table with the columns of a backup item (two tables have them).
+macro_rules! backup_item_table {
+    ($(#[$doc:meta])* $table:ident) => {
+        diesel::table! {
+            $(#[$doc])*
+            $table (project_id, id) {
+                project_id -> Text,
+                id -> Text,
+                name -> Text,
+                status -> Text,
+                checkpoint_id -> Text,
+                resource_id -> Text,
+                resource_type -> Text,
+                resource_name -> Nullable<Text>,
+                resource_az -> Nullable<Text>,
+                image_type -> Nullable<Text>,
+                policy_id -> Nullable<Text>,
+                private_ip -> Nullable<Text>,
+                eip -> Nullable<Text>,
+                created_at_us -> BigInt,
+                updated_at_us -> BigInt,
+                protected_at_us -> Nullable<BigInt>,
+                version -> BigInt,
+                document -> Text,
+            }
+        }
+    };
+}
+
+backup_item_table! {
     /// One row per backup item. Times are microseconds since the Unix epoch (UTC).
-    backup_items (project_id, id) {
-        project_id -> Text,
-        id -> Text,
-        name -> Text,
-        status -> Text,
-        checkpoint_id -> Text,
-        resource_id -> Text,
-        resource_type -> Text,
-        resource_name -> Nullable<Text>,
-        resource_az -> Nullable<Text>,
-        image_type -> Nullable<Text>,
-        policy_id -> Nullable<Text>,
-        private_ip -> Nullable<Text>,
-        eip -> Nullable<Text>,
-        created_at_us -> BigInt,
-        updated_at_us -> BigInt,
-        protected_at_us -> Nullable<BigInt>,
-        version -> BigInt,
-        document -> Text,
-    }
+    backup_items
+}
+
+backup_item_table! {
+    /// A connection's own temporary table for bulk upserts (created by `bulk.rs`, never by a
+    /// migration): rows are staged here, then applied to `backup_items` by one statement.
+    import_staging
 }
 
 diesel::table! {

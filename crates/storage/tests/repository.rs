@@ -223,6 +223,45 @@ fn importing_twice_changes_nothing_and_a_change_replaces() {
 }
 
 #[test]
+fn the_last_of_the_same_item_in_one_batch_wins() {
+    for db in test_databases() {
+        let repo = db.repository();
+        let first = item_record("tenant-a", json!({"name": "first", "status": "protecting"}));
+        let mut last = first.clone();
+        last.status = BackupStatus::Available;
+        last.name = "last".into();
+        last.document = last
+            .document
+            .replace("\"protecting\"", "\"available\"")
+            .replace("\"first\"", "\"last\"");
+        let other = item_record("tenant-a", json!({"name": "other"}));
+        assert_eq!(
+            repo.upsert(&[first.clone(), other, last.clone()]).unwrap(),
+            2,
+            "{db:?}"
+        );
+        let stored = repo.find(&project("tenant-a"), &last.id).unwrap().unwrap();
+        assert_eq!(stored.status, BackupStatus::Available, "{db:?}");
+        assert_eq!(stored.document, last.document, "{db:?}");
+        assert_eq!(count(&repo, "tenant-a", &[]), 2, "{db:?}");
+        assert_eq!(
+            count(&repo, "tenant-a", &[("status", "protecting")]),
+            0,
+            "{db:?}: the counters saw one write, the last"
+        );
+        assert!(repo.check_counters().unwrap().is_empty(), "{db:?}");
+
+        // The reverse order in a later batch: the earlier state comes back, as a change.
+        assert_eq!(repo.upsert(&[last, first]).unwrap(), 1, "{db:?}");
+        assert_eq!(
+            count(&repo, "tenant-a", &[("status", "protecting")]),
+            1,
+            "{db:?}"
+        );
+    }
+}
+
+#[test]
 fn pages_follow_the_sort_order_and_the_marker() {
     for db in test_databases() {
         let repo = db.repository();

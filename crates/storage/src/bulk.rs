@@ -1,0 +1,119 @@
+//! Bulk upserts (`import`, `seed`): each batch is staged in a temporary table of the
+//! connection and applied to `backup_items` by one set-based statement.
+//!
+//! Why staging rather than one upsert per row or per few hundred rows: diesel never caches the
+//! prepared statement of an `ON CONFLICT DO UPDATE`, and on SQLite preparing it compiles the
+//! counter triggers and every index's checks again, which cost more than the row itself. A
+//! plain insert into the staging table is prepared once per connection (SQLite) or streamed
+//! with binary `COPY` (PostgreSQL); the one upsert per batch is prepared once per batch. One
+//! statement per batch also means the PostgreSQL counter triggers run once per batch.
+
+use csbs_domain::BackupRecord;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use crate::connection::DbConnection;
+use crate::rows::StagedItemRow;
+use crate::schema::import_staging;
+use crate::{Repository, StorageError};
+
+/// The staging table: a temporary table, so every connection has its own and nothing else
+/// ever sees it. On PostgreSQL its rows vanish at commit (and with a rollback); on SQLite the
+/// batch empties it itself.
+const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS import_staging (
+    project_id text NOT NULL, id text NOT NULL, name text NOT NULL, status text NOT NULL,
+    checkpoint_id text NOT NULL, resource_id text NOT NULL, resource_type text NOT NULL,
+    resource_name text, resource_az text, image_type text, policy_id text, private_ip text,
+    eip text, created_at_us bigint NOT NULL, updated_at_us bigint NOT NULL,
+    protected_at_us bigint, version bigint NOT NULL, document text NOT NULL)";
+
+/// Applies the staged rows: new ones are inserted, changed ones replaced (their version goes
+/// up), identical ones left alone, so that importing the same data twice writes nothing. Rows
+/// are taken in key order, so that overlapping batches of concurrent imports lock rows in the
+/// same order and cannot deadlock. (`WHERE true` lets SQLite tell the upsert's `ON` from a
+/// join's.) One text serves both backends.
+const APPLY_STAGED: &str = "INSERT INTO backup_items (
+        project_id, id, name, status, checkpoint_id, resource_id, resource_type,
+        resource_name, resource_az, image_type, policy_id, private_ip, eip,
+        created_at_us, updated_at_us, protected_at_us, version, document)
+    SELECT project_id, id, name, status, checkpoint_id, resource_id, resource_type,
+        resource_name, resource_az, image_type, policy_id, private_ip, eip,
+        created_at_us, updated_at_us, protected_at_us, version, document
+    FROM import_staging WHERE true ORDER BY project_id, id
+    ON CONFLICT (project_id, id) DO UPDATE SET
+        name = excluded.name, status = excluded.status,
+        checkpoint_id = excluded.checkpoint_id, resource_id = excluded.resource_id,
+        resource_type = excluded.resource_type, resource_name = excluded.resource_name,
+        resource_az = excluded.resource_az, image_type = excluded.image_type,
+        policy_id = excluded.policy_id, private_ip = excluded.private_ip, eip = excluded.eip,
+        created_at_us = excluded.created_at_us, updated_at_us = excluded.updated_at_us,
+        protected_at_us = excluded.protected_at_us, version = backup_items.version + 1,
+        document = excluded.document
+    WHERE backup_items.document <> excluded.document
+        OR backup_items.policy_id IS DISTINCT FROM excluded.policy_id";
+
+/// SQLite's page cache while a bulk upsert runs (KiB, as `cache_size` takes a negative
+/// number): large enough that the indexes' pages being filled stay in memory instead of
+/// spilling to the log mid-transaction.
+const SQLITE_BULK_CACHE_KIB: i64 = 256 * 1024;
+/// How many pages the log may grow to before SQLite copies them into the database, while a
+/// bulk upsert runs: index pages that successive batches change again are then copied once,
+/// not once per batch.
+const SQLITE_BULK_CHECKPOINT_PAGES: i64 = 50_000;
+/// SQLite's default of the same.
+const SQLITE_DEFAULT_CHECKPOINT_PAGES: i64 = 1000;
+/// SQLite's default page cache (KiB), restored afterwards so that an idle pooled connection
+/// does not keep the bulk cache.
+const SQLITE_DEFAULT_CACHE_KIB: i64 = 2000;
+
+impl Repository {
+    /// Inserts or replaces `records` (by tenant and id) in one transaction; returns how many
+    /// rows were written. A record identical to the stored one is left alone, so importing the
+    /// same data twice changes nothing. When a batch holds the same item more than once, the
+    /// last one wins, as if they had been written one after the other.
+    pub fn upsert(&self, records: &[BackupRecord]) -> Result<usize, StorageError> {
+        let rows = last_of_each_key(records);
+        let mut conn = self.connection()?;
+        match &mut *conn {
+            DbConnection::Postgresql(pg) => pg.transaction(|pg| {
+                pg.batch_execute(&format!("{CREATE_STAGING} ON COMMIT DELETE ROWS"))?;
+                diesel::copy_from(import_staging::table)
+                    .from_insertable(rows)
+                    .execute(pg)?;
+                Ok(diesel::sql_query(APPLY_STAGED).execute(pg)?)
+            }),
+            DbConnection::Sqlite(sqlite) => {
+                sqlite.batch_execute(&format!(
+                    "PRAGMA cache_size = -{SQLITE_BULK_CACHE_KIB}; \
+                     PRAGMA wal_autocheckpoint = {SQLITE_BULK_CHECKPOINT_PAGES}; {CREATE_STAGING}"
+                ))?;
+                let written = sqlite.transaction(|sqlite| {
+                    for row in &rows {
+                        diesel::insert_into(import_staging::table)
+                            .values(row)
+                            .execute(sqlite)?;
+                    }
+                    let written = diesel::sql_query(APPLY_STAGED).execute(sqlite)?;
+                    sqlite.batch_execute("DELETE FROM import_staging")?;
+                    Ok::<_, StorageError>(written)
+                });
+                sqlite.batch_execute(&format!(
+                    "PRAGMA cache_size = -{SQLITE_DEFAULT_CACHE_KIB}; \
+                     PRAGMA wal_autocheckpoint = {SQLITE_DEFAULT_CHECKPOINT_PAGES}"
+                ))?;
+                written
+            }
+        }
+    }
+}
+
+/// The rows of `records`, one per tenant and id (the last of each), in key order.
+fn last_of_each_key(records: &[BackupRecord]) -> Vec<StagedItemRow<'_>> {
+    let mut rows: Vec<StagedItemRow<'_>> = records.iter().map(StagedItemRow::from).collect();
+    // A stable sort keeps equal keys in input order; reversing first makes the last of them
+    // come first, where `dedup_by` keeps it.
+    rows.reverse();
+    rows.sort_by(|a, b| (a.project_id, a.id).cmp(&(b.project_id, b.id)));
+    rows.dedup_by(|later, kept| (later.project_id, later.id) == (kept.project_id, kept.id));
+    rows
+}
