@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use csbs_api::benchmark::{self, BenchmarkOptions, ScratchSchema, DEFAULT_DATABASE_URL};
+use csbs_api::benchmark::{self, BenchmarkOptions, ScratchSchema, SqlClient, DEFAULT_DATABASE_URL};
 use csbs_api::settings::{LogFormat, LogSettings};
 use csbs_api::telemetry;
 
@@ -37,8 +37,15 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     warmup: usize,
     /// Concurrent clients, comma-separated (e.g. `1,2,8`).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[arg(long, value_delimiter = ',', default_value = "2,8")]
     concurrency: Vec<usize>,
+    /// What runs the SQL side: `pgbench` (the default when it is installed) or `diesel`.
+    #[arg(long, value_parser = ["pgbench", "diesel"])]
+    sql_client: Option<String>,
+    /// Items to import into a new SQLite database, for its import throughput (default: as
+    /// many as `--items`, at most 1,000,000; 0 skips it).
+    #[arg(long)]
+    sqlite_items: Option<u64>,
     /// HTTP worker threads of the service.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -95,6 +102,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         concurrency: args.concurrency.clone(),
         workers: args.workers,
         explain: args.explain,
+        sql_client: match args.sql_client.as_deref() {
+            Some("pgbench") => SqlClient::Pgbench,
+            Some(_) => SqlClient::Diesel,
+            None => SqlClient::best_available(),
+        },
+        sqlite_items: args.sqlite_items.unwrap_or(args.items.min(1_000_000)),
         ..BenchmarkOptions::default()
     };
     let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;

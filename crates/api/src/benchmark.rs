@@ -8,13 +8,21 @@
 //! queries, see `csbs-storage`'s `filters.rs` and `ordering.rs`). Before measuring a shape it
 //! checks that both answer the same, so that the comparison is between equivalent work.
 //!
+//! The SQL side is run by `pgbench` when it is installed (see [`pgbench`]), else by a diesel
+//! client in this process. The report also gives import throughput (PostgreSQL, SQLite, and
+//! a server-side `INSERT … SELECT` of the same rows for reference) and the process's peak
+//! resident memory while the service was under load.
+//!
 //! The `service_vs_sql` bench target runs this at full size; a test runs it small.
+
+mod pgbench;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::{mpsc, Barrier};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -67,6 +75,37 @@ pub struct BenchmarkOptions {
     pub workers: usize,
     /// Whether to record `EXPLAIN (ANALYZE, BUFFERS)` of each shape's SQL.
     pub explain: bool,
+    /// What runs the SQL side.
+    pub sql_client: SqlClient,
+    /// Items to import into a new SQLite database for its import throughput (0: none).
+    pub sqlite_items: u64,
+}
+
+/// What runs the SQL side of each shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlClient {
+    /// PostgreSQL's `pgbench`, in its own process.
+    Pgbench,
+    /// A diesel connection per client, in this process.
+    Diesel,
+}
+
+impl SqlClient {
+    /// `pgbench` when it is installed, else diesel.
+    pub fn best_available() -> Self {
+        if pgbench::available() {
+            Self::Pgbench
+        } else {
+            Self::Diesel
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Pgbench => "pgbench (-M prepared)",
+            Self::Diesel => "diesel (one PgConnection per client)",
+        }
+    }
 }
 
 impl Default for BenchmarkOptions {
@@ -79,9 +118,11 @@ impl Default for BenchmarkOptions {
             batch_size: 2000,
             requests: 200,
             warmup: 20,
-            concurrency: vec![1],
+            concurrency: vec![2, 8],
             workers: 2,
             explain: false,
+            sql_client: SqlClient::Diesel,
+            sqlite_items: 0,
         }
     }
 }
@@ -121,6 +162,11 @@ impl ShapeResult {
     pub fn ratio_p50(&self) -> f64 {
         self.service.p50.as_secs_f64() / self.sql.p50.as_secs_f64().max(1e-9)
     }
+
+    /// Service throughput over SQL throughput at the same number of clients.
+    pub fn ratio_throughput(&self) -> f64 {
+        self.service.throughput / self.sql.throughput.max(1e-9)
+    }
 }
 
 /// How the data went in.
@@ -157,6 +203,16 @@ pub struct TenantPick {
 pub struct BenchmarkReport {
     /// The import; `None` when the data was there already.
     pub import: Option<ImportStats>,
+    /// The same rows copied by one server-side `INSERT … SELECT` into an empty twin of the
+    /// table (same indexes, no counter triggers): the database's own bulk-insert speed.
+    pub import_reference: Option<ImportStats>,
+    /// The import into a new SQLite database, when asked for.
+    pub sqlite_import: Option<ImportStats>,
+    /// What ran the SQL side.
+    pub sql_client: SqlClient,
+    /// The largest resident memory of this process (service, HTTP clients) seen while the
+    /// service was being measured.
+    pub peak_rss_bytes: u64,
     /// Items in the database, every status.
     pub items: u64,
     /// Seconds of `VACUUM (ANALYZE)` before measuring.
@@ -177,8 +233,8 @@ impl BenchmarkReport {
     /// The result table, in Markdown.
     pub fn table(&self) -> String {
         let mut table = String::from(
-            "| shape | clients | service p50 | service p99 | SQL p50 | SQL p99 | ratio p50 | service req/s | SQL req/s |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| shape | clients | service p50 | service p99 | service req/s | SQL p50 | SQL p99 | SQL req/s | req/s ratio | p50 ratio |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for row in &self.results {
             let errors = match (row.service.errors, row.sql.errors) {
@@ -186,16 +242,17 @@ impl BenchmarkReport {
                 (service, sql) => format!(" ({service} service / {sql} SQL errors)"),
             };
             table.push_str(&format!(
-                "| {}{errors} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |\n",
+                "| {}{errors} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {} | {} |\n",
                 row.shape,
                 row.concurrency,
                 millis(row.service.p50),
                 millis(row.service.p99),
+                row.service.throughput,
                 millis(row.sql.p50),
                 millis(row.sql.p99),
-                ratio(row.ratio_p50()),
-                row.service.throughput,
                 row.sql.throughput,
+                ratio(row.ratio_throughput()),
+                ratio(row.ratio_p50()),
             ));
         }
         table
@@ -213,12 +270,35 @@ impl BenchmarkReport {
                 )
             },
         );
+        let rate = |stats: &Option<ImportStats>| {
+            stats.as_ref().map_or_else(
+                || "not measured".to_owned(),
+                |s| {
+                    format!(
+                        "{} items in {:.1} s ({:.0} items/s)",
+                        s.items,
+                        s.seconds,
+                        s.items_per_second()
+                    )
+                },
+            )
+        };
         let mut text = format!(
             "Data: {} items, {import}; VACUUM (ANALYZE) {:.1} s; backup_items with indexes \
-             {:.0} MiB.\n\n",
+             {:.0} MiB.\n\n\
+             - import into PostgreSQL: {}\n\
+             - the same rows by one server-side INSERT … SELECT (same indexes, no counters): {}\n\
+             - import into SQLite: {}\n\
+             - SQL side run by: {}\n\
+             - peak resident memory of the service process under load: {:.1} MiB\n\n",
             self.items,
             self.vacuum_seconds,
             self.table_bytes as f64 / (1024.0 * 1024.0),
+            rate(&self.import),
+            rate(&self.import_reference),
+            rate(&self.sqlite_import),
+            self.sql_client.label(),
+            self.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         );
         for tenant in &self.tenants {
             text.push_str(&format!(
@@ -350,32 +430,28 @@ pub fn run(
 
     let import = if options.generate {
         progress(&format!("generating {} items", options.items));
-        let bar = progress_bar(options.items);
-        let seeded = seed(
-            &repository,
-            &SeedOptions {
-                items: options.items,
-                projects: options.projects,
-                seed: options.seed,
-                batch_size: options.batch_size,
-            },
-            &bar,
-        )?;
-        bar.finish_and_clear();
+        let stats = seed_timed(&repository, options, options.items)?;
         progress(&format!(
             "stored {} items in {:.1} s ({:.0} items/s)",
-            seeded.items,
-            seeded.seconds,
-            seeded.items_per_second()
+            stats.items,
+            stats.seconds,
+            stats.items_per_second()
         ));
-        Some(ImportStats {
-            items: seeded.items,
-            seconds: seeded.seconds,
-        })
+        Some(stats)
     } else {
         None
     };
     drop(repository);
+
+    let sqlite_import = if options.sqlite_items > 0 {
+        progress(&format!(
+            "importing {} items into SQLite",
+            options.sqlite_items
+        ));
+        Some(sqlite_import(options)?)
+    } else {
+        None
+    };
 
     let mut conn = PgConnection::establish(database_url).context("cannot connect for SQL")?;
     let vacuum_started = Instant::now();
@@ -390,11 +466,14 @@ pub fn run(
     let items = diesel::sql_query("SELECT count(*) AS n FROM backup_items")
         .get_result::<CountRow>(&mut conn)?
         .n;
+    let import_reference = Some(import_reference(&mut conn, REFERENCE_ROWS)?);
     let tenants = pick_tenants(&mut conn)?;
     let service = RunningService::start(database_url, options.workers)?;
     progress(&format!("service listening on port {}", service.port));
     let shapes = shapes(&mut conn, &tenants)?;
+    let work_dir = tempfile::tempdir()?;
 
+    let memory = RssSampler::start();
     let mut results = Vec::new();
     let mut disagreements = Vec::new();
     for shape in &shapes {
@@ -416,10 +495,22 @@ pub fn run(
                 .map(|_| service.worker(shape))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let service_latency = measure(service_workers, options.requests, options.warmup);
-            let sql_workers = (0..clients)
-                .map(|_| sql_worker(database_url, shape))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let sql_latency = measure(sql_workers, options.requests, options.warmup);
+            let sql_latency = match options.sql_client {
+                SqlClient::Pgbench => pgbench::measure(
+                    database_url,
+                    &pgbench::inline_binds(&shape.sql, &shape.binds),
+                    clients,
+                    options.requests,
+                    options.warmup,
+                    work_dir.path(),
+                )?,
+                SqlClient::Diesel => {
+                    let sql_workers = (0..clients)
+                        .map(|_| sql_worker(database_url, shape))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    measure(sql_workers, options.requests, options.warmup)
+                }
+            };
             results.push(ShapeResult {
                 shape: shape.name.clone(),
                 request: shape.path.clone(),
@@ -429,6 +520,7 @@ pub fn run(
             });
         }
     }
+    let peak_rss_bytes = memory.stop();
     drop(service);
 
     let mut plans = Vec::new();
@@ -439,6 +531,10 @@ pub fn run(
     }
     Ok(BenchmarkReport {
         import,
+        import_reference,
+        sqlite_import,
+        sql_client: options.sql_client,
+        peak_rss_bytes,
         items: u64::try_from(items)?,
         vacuum_seconds,
         table_bytes,
@@ -447,6 +543,127 @@ pub fn run(
         disagreements,
         plans,
     })
+}
+
+/// Rows copied by the import reference.
+const REFERENCE_ROWS: i64 = 200_000;
+
+/// Copies up to `rows` rows with one server-side `INSERT … SELECT` into an empty twin of
+/// `backup_items` (`LIKE … INCLUDING ALL`: the same indexes, trigram ones included, but not
+/// the counter triggers, which would count the copies), then drops the twin.
+fn import_reference(conn: &mut PgConnection, rows: i64) -> anyhow::Result<ImportStats> {
+    conn.batch_execute(
+        "DROP TABLE IF EXISTS import_reference; \
+         CREATE TABLE import_reference (LIKE backup_items INCLUDING ALL); \
+         CREATE TEMPORARY TABLE import_reference_source AS \
+             SELECT * FROM backup_items ORDER BY project_id, id LIMIT 0",
+    )?;
+    diesel::sql_query(
+        "INSERT INTO import_reference_source SELECT * FROM backup_items ORDER BY project_id, id LIMIT $1",
+    )
+    .bind::<BigInt, _>(rows)
+    .execute(conn)?;
+    let started = Instant::now();
+    let copied = diesel::sql_query(
+        "INSERT INTO import_reference SELECT * FROM import_reference_source ORDER BY project_id, id",
+    )
+    .execute(conn)?;
+    let seconds = started.elapsed().as_secs_f64();
+    conn.batch_execute("DROP TABLE import_reference; DROP TABLE import_reference_source")?;
+    Ok(ImportStats {
+        items: copied as u64,
+        seconds,
+    })
+}
+
+/// Imports `options.sqlite_items` generated items into a new SQLite database in a temporary
+/// directory, as `seed` does, and times it.
+fn sqlite_import(options: &BenchmarkOptions) -> anyhow::Result<ImportStats> {
+    let dir = tempfile::tempdir()?;
+    let url = DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("import.db").display()
+    ))?;
+    let repository = Repository::open(&url, &PoolSettings::default())?;
+    repository.migrate()?;
+    seed_timed(&repository, options, options.sqlite_items)
+}
+
+/// Generates and stores `items` items with the options' tenants, seed and batch size.
+fn seed_timed(
+    repository: &Repository,
+    options: &BenchmarkOptions,
+    items: u64,
+) -> anyhow::Result<ImportStats> {
+    let bar = progress_bar(items);
+    let seeded = seed(
+        repository,
+        &SeedOptions {
+            items,
+            projects: options.projects,
+            seed: options.seed,
+            batch_size: options.batch_size,
+        },
+        &bar,
+    )?;
+    bar.finish_and_clear();
+    Ok(ImportStats {
+        items: seeded.items,
+        seconds: seeded.seconds,
+    })
+}
+
+/// Samples this process's resident memory every 50 ms on a thread of its own and keeps the
+/// largest value, until stopped.
+struct RssSampler {
+    done: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start() -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(resident_bytes()));
+        let thread = {
+            let (done, peak) = (done.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(resident_bytes(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Self {
+            done,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; the largest resident size seen, in bytes.
+    fn stop(mut self) -> u64 {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// This process's resident memory now (`VmRSS` of `/proc/self/status`); 0 where there is
+/// no such file.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:")
+                    .and_then(|rest| rest.trim().strip_suffix("kB"))
+                    .and_then(|kib| kib.trim().parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 #[derive(QueryableByName)]
@@ -630,6 +847,26 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
             "SELECT count(*) AS n FROM backup_items WHERE project_id = $1 AND status = $2".into(),
             vec![tenant_bind(), Bind::Text("available".into())],
         ));
+        shapes.push(shape(
+            "count status=available,error",
+            format!("{base}/count?status=available&status=error"),
+            Kind::Count,
+            "SELECT count(*) AS n FROM backup_items WHERE project_id = $1 AND status IN ($2, $3)"
+                .into(),
+            vec![
+                tenant_bind(),
+                Bind::Text("available".into()),
+                Bind::Text("error".into()),
+            ],
+        ));
+        // A substring of names (`before-upgrade-<server>`), as a console's search box sends it.
+        shapes.push(shape(
+            "count name=upgrade",
+            format!("{base}/count?name=upgrade"),
+            Kind::Count,
+            format!("SELECT count(*) AS n {TENANT_VISIBLE} AND name LIKE $2"),
+            vec![tenant_bind(), Bind::Text("%upgrade%".into())],
+        ));
 
         // A quarter of the tenant's span, from three eighths in: times of day as a user types
         // them, not aligned to days.
@@ -654,6 +891,30 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
                     "SELECT count(*) AS n {TENANT_VISIBLE} AND created_at_us >= $2 AND created_at_us <= $3"
                 ),
                 vec![tenant_bind(), Bind::BigInt(start), Bind::BigInt(end)],
+            ));
+            // Filters the counters do not keep: counted from the rows.
+            shapes.push(shape(
+                "count status + resource_type + time range",
+                format!(
+                    "{base}/count?{}",
+                    query_string(&[
+                        ("status", "available"),
+                        ("resource_type", "OS::Nova::Server"),
+                        ("start_time", &start_text),
+                        ("end_time", &end_text),
+                    ])
+                ),
+                Kind::Count,
+                "SELECT count(*) AS n FROM backup_items WHERE project_id = $1 AND status = $2 \
+                 AND resource_type = $3 AND created_at_us >= $4 AND created_at_us <= $5"
+                    .into(),
+                vec![
+                    tenant_bind(),
+                    Bind::Text("available".into()),
+                    Bind::Text("OS::Nova::Server".into()),
+                    Bind::BigInt(start),
+                    Bind::BigInt(end),
+                ],
             ));
         }
 
@@ -723,6 +984,14 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
         }
     }
 
+    shapes.push(Shape {
+        name: "all tenants: count (admin)".into(),
+        path: "/v1/ops/checkpoint_items/count?all_tenants=true".into(),
+        token: token("ops", &["admin"])?,
+        kind: Kind::Count,
+        sql: "SELECT count(*) AS n FROM backup_items WHERE status <> 'deleted'".into(),
+        binds: vec![],
+    });
     shapes.push(Shape {
         name: "all tenants: count status=available (admin)".into(),
         path: "/v1/ops/checkpoint_items/count?all_tenants=true&status=available".into(),

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use csbs_api::benchmark::{self, BenchmarkOptions};
+use csbs_api::benchmark::{self, BenchmarkOptions, SqlClient};
 use csbs_storage::testing::{postgres_admin_url, TestDatabase};
 
 #[test]
@@ -13,20 +13,41 @@ fn the_benchmark_measures_every_shape() {
         eprintln!("note: no PostgreSQL; the benchmark smoke test is skipped");
         return;
     };
-    let db = TestDatabase::postgres(&admin_url);
-    let options = BenchmarkOptions {
-        items: 2000,
-        requests: 6,
-        warmup: 2,
-        concurrency: vec![1, 2],
-        explain: true,
-        ..BenchmarkOptions::default()
-    };
-    let report = benchmark::run(db.url(), &options, &|message| eprintln!("{message}")).unwrap();
+    // pgbench comes with the PostgreSQL server; both clients are checked.
+    for sql_client in [SqlClient::Pgbench, SqlClient::Diesel] {
+        let db = TestDatabase::postgres(&admin_url);
+        let options = BenchmarkOptions {
+            items: 2000,
+            requests: 6,
+            warmup: 2,
+            concurrency: vec![1, 2],
+            explain: true,
+            sql_client,
+            sqlite_items: 300,
+            ..BenchmarkOptions::default()
+        };
+        let report = benchmark::run(db.url(), &options, &|message| eprintln!("{message}")).unwrap();
+        check(&report);
+    }
+}
 
+fn check(report: &benchmark::BenchmarkReport) {
     let import = report.import.as_ref().expect("the data was generated");
     assert_eq!(import.items, 2000);
     assert!(import.items_per_second() > 0.0);
+    let reference = report.import_reference.as_ref().expect("always measured");
+    assert_eq!(
+        reference.items, 2000,
+        "every row, as there are fewer than the limit"
+    );
+    let sqlite = report.sqlite_import.as_ref().expect("asked for");
+    assert_eq!(sqlite.items, 300);
+    assert!(sqlite.items_per_second() > 0.0);
+    assert!(
+        report.peak_rss_bytes > 1024 * 1024,
+        "{} bytes resident",
+        report.peak_rss_bytes
+    );
     assert_eq!(report.items, 2000);
     assert!(report.table_bytes > 0);
     assert!(
@@ -48,7 +69,11 @@ fn the_benchmark_measures_every_shape() {
         // The deep pages are as deep as a tenant of this size allows.
         "by marker |",
         "by offset ",
+        "largest: count status=available,error",
+        "largest: count name=upgrade",
+        "largest: count status + resource_type + time range",
         "median: count |",
+        "all tenants: count (admin)",
         "all tenants: count status=available (admin)",
     ];
     for shape in expected {
@@ -68,11 +93,12 @@ fn the_benchmark_measures_every_shape() {
         for (side, latency) in [("service", &row.service), ("SQL", &row.sql)] {
             assert_eq!(latency.requests, 6, "{} {side}", row.shape);
             assert_eq!(latency.errors, 0, "{} {side}", row.shape);
-            assert!(!latency.p50.is_zero(), "{} {side}", row.shape);
+            assert!(!latency.p50.is_zero(), "{} {side}: {latency:?}", row.shape);
             assert!(latency.p50 <= latency.p99, "{} {side}", row.shape);
             assert!(latency.throughput > 0.0, "{} {side}", row.shape);
         }
         assert!(row.ratio_p50() > 0.0);
+        assert!(row.ratio_throughput() > 0.0);
     }
     assert_eq!(report.plans.len(), shapes.len());
     assert!(report

@@ -76,7 +76,11 @@ impl Repository {
         let mut conn = self.connection()?;
         match &mut *conn {
             DbConnection::Postgresql(pg) => pg.transaction(|pg| {
-                pg.batch_execute(&format!("{CREATE_STAGING} ON COMMIT DELETE ROWS"))?;
+                // The statement timeout guards the service's reads; a batch of an import is
+                // as long as it is, and cancelling it would only make the import fail.
+                pg.batch_execute(&format!(
+                    "SET LOCAL statement_timeout = 0; {CREATE_STAGING} ON COMMIT DELETE ROWS"
+                ))?;
                 diesel::copy_from(import_staging::table)
                     .from_insertable(rows)
                     .execute(pg)?;

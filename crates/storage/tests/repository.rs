@@ -7,7 +7,7 @@ use csbs_domain::{
     ProjectId, SortSpec, TenantScope,
 };
 use csbs_storage::testing::{item_record, list_all_ids, reference_list, test_databases};
-use csbs_storage::{Repository, StorageError};
+use csbs_storage::{ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError};
 use serde_json::json;
 
 fn project(id: &str) -> ProjectId {
@@ -257,6 +257,33 @@ fn the_last_of_the_same_item_in_one_batch_wins() {
             count(&repo, "tenant-a", &[("status", "protecting")]),
             1,
             "{db:?}"
+        );
+    }
+}
+
+#[test]
+fn the_statement_timeout_spares_bulk_imports() {
+    for db in test_databases() {
+        db.repository(); // migrated
+        let impatient = Repository::open(
+            &DatabaseUrl::parse(db.url()).unwrap(),
+            &PoolSettings {
+                min_idle: 0,
+                connection: ConnectionSettings {
+                    statement_timeout: std::time::Duration::from_millis(1),
+                    ..ConnectionSettings::default()
+                },
+                ..PoolSettings::default()
+            },
+        )
+        .unwrap();
+        let records: Vec<_> = (0..3000)
+            .map(|i| item_record("tenant-a", json!({"name": format!("b-{i}")})))
+            .collect();
+        assert_eq!(
+            impatient.upsert(&records).unwrap(),
+            3000,
+            "{db:?}: a batch takes longer than 1 ms and must not be cancelled"
         );
     }
 }
