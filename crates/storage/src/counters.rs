@@ -222,14 +222,10 @@ impl Repository {
     /// How many items `filter` selects, from the counters when the filter allows it.
     pub fn count(&self, filter: &BackupFilter) -> Result<u64, StorageError> {
         let mut conn = self.connection()?;
+        // Either path is one statement, and one statement reads one snapshot on both
+        // backends: no transaction (and none of its round trips) is needed for exactness.
         let count = if counters_apply(&filter.criteria) {
-            let single_query =
-                filter.criteria.created_from.is_none() && filter.criteria.created_to.is_none();
-            if single_query {
-                counted(&mut conn, filter)?
-            } else {
-                in_snapshot(&mut conn, |conn| counted(conn, filter))?
-            }
+            counted(&mut conn, filter)?
         } else {
             filtered(filter).count().get_result(&mut *conn)?
         };
