@@ -33,6 +33,10 @@ struct Args {
     /// Measured requests per shape, per side and per concurrency.
     #[arg(long, default_value_t = 200)]
     requests: usize,
+    /// Seconds one side of a shape may take with one client: slower shapes get fewer
+    /// requests (at least 20).
+    #[arg(long, default_value_t = 20.0)]
+    max_seconds: f64,
     /// Unmeasured requests before each measurement.
     #[arg(long, default_value_t = 20)]
     warmup: usize,
@@ -108,6 +112,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             None => SqlClient::best_available(),
         },
         sqlite_items: args.sqlite_items.unwrap_or(args.items.min(1_000_000)),
+        max_seconds: args.max_seconds,
         ..BenchmarkOptions::default()
     };
     let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;

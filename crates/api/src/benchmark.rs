@@ -52,7 +52,7 @@ const PAGE_LIMIT: u64 = 100;
 const DEEP_POSITION: u64 = 5000;
 
 /// What to measure, and how much.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BenchmarkOptions {
     /// Whether to generate the data; when not, the database holds it already (from an earlier
     /// run) and is measured as it is.
@@ -79,6 +79,8 @@ pub struct BenchmarkOptions {
     pub sql_client: SqlClient,
     /// Items to import into a new SQLite database for its import throughput (0: none).
     pub sqlite_items: u64,
+    /// Seconds one side of a shape may take with one client; slow shapes get fewer requests.
+    pub max_seconds: f64,
 }
 
 /// What runs the SQL side of each shape.
@@ -123,6 +125,7 @@ impl Default for BenchmarkOptions {
             explain: false,
             sql_client: SqlClient::Diesel,
             sqlite_items: 0,
+            max_seconds: 20.0,
         }
     }
 }
@@ -478,7 +481,9 @@ pub fn run(
     let mut disagreements = Vec::new();
     for shape in &shapes {
         let through_service = service.answer(shape)?;
+        let probe = Instant::now();
         let straight = sql_answer(&mut conn, shape)?;
+        let (requests, warmup) = budget(options, probe.elapsed());
         if through_service != straight {
             disagreements.push(format!(
                 "{}: service {through_service:?}, SQL {straight:?}",
@@ -494,21 +499,21 @@ pub fn run(
             let service_workers = (0..clients)
                 .map(|_| service.worker(shape))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let service_latency = measure(service_workers, options.requests, options.warmup);
+            let service_latency = measure(service_workers, requests, warmup);
             let sql_latency = match options.sql_client {
                 SqlClient::Pgbench => pgbench::measure(
                     database_url,
                     &pgbench::inline_binds(&shape.sql, &shape.binds),
                     clients,
-                    options.requests,
-                    options.warmup,
+                    requests,
+                    warmup,
                     work_dir.path(),
                 )?,
                 SqlClient::Diesel => {
                     let sql_workers = (0..clients)
                         .map(|_| sql_worker(database_url, shape))
                         .collect::<anyhow::Result<Vec<_>>>()?;
-                    measure(sql_workers, options.requests, options.warmup)
+                    measure(sql_workers, requests, warmup)
                 }
             };
             results.push(ShapeResult {
@@ -543,6 +548,18 @@ pub fn run(
         disagreements,
         plans,
     })
+}
+
+/// Requests and warm-up requests for a shape whose SQL took `once` when run alone: as many as
+/// asked for, unless that would keep one side busy for more than `options.max_seconds` with
+/// one client (then fewer, but at least 20, and a warm-up of two).
+fn budget(options: &BenchmarkOptions, once: Duration) -> (usize, usize) {
+    let affordable = (options.max_seconds / once.as_secs_f64().max(1e-6)) as usize;
+    if affordable >= options.requests {
+        (options.requests, options.warmup)
+    } else {
+        (affordable.max(20), options.warmup.min(2))
+    }
 }
 
 /// Rows copied by the import reference.
