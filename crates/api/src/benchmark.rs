@@ -446,16 +446,6 @@ pub fn run(
     };
     drop(repository);
 
-    let sqlite_import = if options.sqlite_items > 0 {
-        progress(&format!(
-            "importing {} items into SQLite",
-            options.sqlite_items
-        ));
-        Some(sqlite_import(options)?)
-    } else {
-        None
-    };
-
     let mut conn = PgConnection::establish(database_url).context("cannot connect for SQL")?;
     let vacuum_started = Instant::now();
     vacuum_analyze(&mut conn)?;
@@ -534,6 +524,16 @@ pub fn run(
             plans.push((shape.name.clone(), explain(&mut conn, shape)?));
         }
     }
+    // Last, so that its memory is not counted as the service's.
+    let sqlite_import = if options.sqlite_items > 0 {
+        progress(&format!(
+            "importing {} items into SQLite",
+            options.sqlite_items
+        ));
+        Some(sqlite_import(options)?)
+    } else {
+        None
+    };
     Ok(BenchmarkReport {
         import,
         import_reference,
