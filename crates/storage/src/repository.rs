@@ -135,9 +135,14 @@ impl Repository {
         use diesel::connection::SimpleConnection;
         let mut conn = self.connection()?;
         match &mut *conn {
-            DbConnection::Postgresql(pg) => {
-                pg.batch_execute("ANALYZE backup_items, item_counts, item_counts_daily")?
-            }
+            // ANALYZE of a large table takes longer than the statement timeout meant for
+            // the service's reads; it is exempt, in a transaction of its own.
+            DbConnection::Postgresql(pg) => pg.transaction(|pg| {
+                pg.batch_execute(
+                    "SET LOCAL statement_timeout = 0; \
+                     ANALYZE backup_items, item_counts, item_counts_daily",
+                )
+            })?,
             DbConnection::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA optimize")?,
         }
         Ok(())
