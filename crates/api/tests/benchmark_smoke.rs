@@ -70,7 +70,7 @@ fn check(report: &benchmark::BenchmarkReport) {
         "by marker |",
         "by offset ",
         "largest: count status=available,error",
-        "largest: count name=upgrade",
+        "largest: count name=<one server's upgrade backups>",
         "largest: count status + resource_type + time range",
         "median: count |",
         "all tenants: count (admin)",
