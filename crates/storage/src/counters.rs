@@ -6,13 +6,13 @@
 
 use csbs_domain::{BackupFilter, BackupStatus, Criteria, Micros, TenantScope};
 use diesel::connection::SimpleConnection;
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Nullable};
 
 use crate::connection::{DbConnection, MultiBackend};
 use crate::filters::filtered;
+use crate::prepared::{in_list, static_sql, StaticSql};
 use crate::schema::{item_counts, item_counts_daily};
 use crate::{Repository, StorageError};
 
@@ -58,8 +58,8 @@ fn status_texts(criteria: &Criteria) -> Vec<&'static str> {
 }
 
 /// `CAST(SUM(n) AS BIGINT)`: PostgreSQL widens a sum of BIGINT to NUMERIC otherwise.
-fn sum_n() -> diesel::expression::SqlLiteral<Nullable<BigInt>> {
-    sql::<Nullable<BigInt>>("CAST(SUM(n) AS BIGINT)")
+fn sum_n() -> StaticSql<Nullable<BigInt>> {
+    static_sql("CAST(SUM(n) AS BIGINT)")
 }
 
 type Part<'a> = Box<dyn QueryFragment<MultiBackend> + Send + 'a>;
@@ -72,7 +72,6 @@ struct SumOf<'a> {
 
 impl QueryFragment<MultiBackend> for SumOf<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        out.unsafe_to_cache_prepared();
         out.push_sql("SELECT ");
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
@@ -100,7 +99,7 @@ impl RunQueryDsl<DbConnection> for SumOf<'_> {}
 fn total(filter: &BackupFilter) -> Part<'_> {
     let mut query = item_counts::table
         .select(sum_n())
-        .filter(item_counts::status.eq_any(status_texts(&filter.criteria)))
+        .filter(in_list(item_counts::status, status_texts(&filter.criteria)))
         .into_boxed();
     if let TenantScope::Project(project) = &filter.scope {
         query = query.filter(item_counts::project_id.eq(project.as_str()));
@@ -111,7 +110,10 @@ fn total(filter: &BackupFilter) -> Part<'_> {
 fn whole_days(filter: &BackupFilter, first: Option<i64>, last: Option<i64>) -> Part<'_> {
     let mut query = item_counts_daily::table
         .select(sum_n())
-        .filter(item_counts_daily::status.eq_any(status_texts(&filter.criteria)))
+        .filter(in_list(
+            item_counts_daily::status,
+            status_texts(&filter.criteria),
+        ))
         .into_boxed();
     if let TenantScope::Project(project) = &filter.scope {
         query = query.filter(item_counts_daily::project_id.eq(project.as_str()));

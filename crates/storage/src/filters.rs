@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
 use crate::connection::MultiBackend;
+use crate::prepared::in_list;
 use crate::schema::backup_items;
 
 /// A boxed query over the items table.
@@ -63,7 +64,7 @@ pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
             .iter()
             .map(|s| s.as_str())
             .collect();
-        query = query.filter(items::status.eq_any(statuses));
+        query = query.filter(in_list(items::status, statuses));
     }
     if let Some(p) = any_of(&criteria.names, |v| {
         Box::new(items::name.like(contains_pattern(v)).escape('\\'))
@@ -81,7 +82,7 @@ pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
         query = query.filter(p);
     }
     if !criteria.resource_ids.is_empty() {
-        query = query.filter(items::resource_id.eq_any(texts(&criteria.resource_ids)));
+        query = query.filter(in_list(items::resource_id, texts(&criteria.resource_ids)));
     }
     if !criteria.checkpoint_ids.is_empty() {
         let ids: Vec<&str> = criteria
@@ -89,40 +90,26 @@ pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
             .iter()
             .map(|id| id.as_str())
             .collect();
-        query = query.filter(items::checkpoint_id.eq_any(ids));
+        query = query.filter(in_list(items::checkpoint_id, ids));
     }
     if !criteria.resource_types.is_empty() {
-        query = query.filter(items::resource_type.eq_any(texts(&criteria.resource_types)));
+        query = query.filter(in_list(
+            items::resource_type,
+            texts(&criteria.resource_types),
+        ));
     }
     if !criteria.azs.is_empty() {
-        query = query.filter(
-            items::resource_az
-                .assume_not_null()
-                .eq_any(texts(&criteria.azs)),
-        );
+        query = query.filter(in_list(items::resource_az, texts(&criteria.azs)));
     }
     if !criteria.image_types.is_empty() {
-        query = query.filter(
-            items::image_type
-                .assume_not_null()
-                .eq_any(texts(&criteria.image_types)),
-        );
+        query = query.filter(in_list(items::image_type, texts(&criteria.image_types)));
     }
     if !criteria.policy_ids.is_empty() {
-        query = query.filter(
-            items::policy_id
-                .assume_not_null()
-                .eq_any(texts(&criteria.policy_ids)),
-        );
+        query = query.filter(in_list(items::policy_id, texts(&criteria.policy_ids)));
     }
     if !criteria.ips.is_empty() {
         let ips: Vec<&str> = criteria.ips.iter().map(String::as_str).collect();
-        query = query.filter(
-            items::private_ip
-                .assume_not_null()
-                .eq_any(ips.clone())
-                .or(items::eip.assume_not_null().eq_any(ips)),
-        );
+        query = query.filter(in_list(items::private_ip, ips.clone()).or(in_list(items::eip, ips)));
     }
     if let Some(from) = criteria.created_from {
         query = query.filter(items::created_at_us.ge(from));

@@ -15,6 +15,7 @@ mod ingest;
 mod migrations;
 mod ordering;
 mod pool;
+mod prepared;
 mod repository;
 mod rows;
 mod schema;
@@ -26,5 +27,5 @@ pub use errors::StorageError;
 pub use ingest::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };
-pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb};
+pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
 pub use repository::{ItemPage, PoolState, Repository, StoredItem};

@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Bool, Text};
 
 use crate::connection::MultiBackend;
 use crate::filters::ItemsQuery;
+use crate::prepared::static_sql;
 use crate::schema::backup_items;
 
 /// `protected_at` is nullable; an absent time sorts before every real one, on both backends
@@ -106,8 +107,8 @@ pub(crate) fn order_by<'a>(
     order: &[(&'static str, SortDirection, Option<SortKey>)],
 ) -> ItemsQuery<'a> {
     for &(sql, direction, _) in order {
-        // The SQL type of a literal only matters where its value is read; ORDER BY never does.
-        let expression = diesel::dsl::sql::<BigInt>(sql);
+        // The SQL type of a key only matters where its value is read; ORDER BY never does.
+        let expression = static_sql::<BigInt>(sql);
         query = match direction {
             SortDirection::Asc => query.then_order_by(expression.asc()),
             SortDirection::Desc => query.then_order_by(expression.desc()),

@@ -2,7 +2,7 @@
 //! the checkout timeout, never r2d2's default 30 seconds.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,13 +46,29 @@ impl Default for PoolSettings {
 /// broken by that failure, and is dropped on its return.
 const TRUSTED_FOR: Duration = Duration::from_secs(1);
 
+/// Prepared statements one connection may keep before it is retired. diesel caches one per
+/// distinct SQL text for the connection's lifetime, with no limit of its own, and so does the
+/// database server's session: a connection that has seen this many query shapes (far more than
+/// the service's usual mix) is closed on its return to the pool and replaced by a fresh one, so
+/// that callers varying their filters without end cannot grow either side's memory.
+pub const MAX_CACHED_STATEMENTS: usize = 256;
+
 /// A pooled connection and what the pool knows of its health.
 pub struct PooledDb {
     connection: DbConnection,
     /// Set by the connection's instrumentation when a query fails because the connection died.
     lost: Arc<AtomicBool>,
+    /// Prepared statements diesel has cached on this connection.
+    cached_statements: Arc<AtomicUsize>,
     /// When the connection last proved to work.
     verified_at: Instant,
+}
+
+impl PooledDb {
+    /// Prepared statements diesel has cached on this connection so far.
+    pub fn cached_statements(&self) -> usize {
+        self.cached_statements.load(Ordering::Relaxed)
+    }
 }
 
 impl Deref for PooledDb {
@@ -69,17 +85,18 @@ impl DerefMut for PooledDb {
     }
 }
 
-/// Watches every query's outcome for a dead connection.
-fn watch_for_loss(connection: &mut DbConnection, lost: Arc<AtomicBool>) {
-    let watcher = move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::FinishQuery {
+/// Watches every query's outcome for a dead connection, and counts the statements cached.
+fn watch(connection: &mut DbConnection, lost: Arc<AtomicBool>, cached: Arc<AtomicUsize>) {
+    let watcher = move |event: InstrumentationEvent<'_>| match event {
+        InstrumentationEvent::FinishQuery {
             error: Some(error), ..
-        } = event
-        {
-            if crate::errors::connection_lost(error) {
-                lost.store(true, Ordering::Relaxed);
-            }
+        } if crate::errors::connection_lost(error) => {
+            lost.store(true, Ordering::Relaxed);
         }
+        InstrumentationEvent::CacheQuery { .. } => {
+            cached.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
     };
     match connection {
         DbConnection::Postgresql(pg) => pg.set_instrumentation(watcher),
@@ -112,10 +129,16 @@ impl r2d2::ManageConnection for ConnectionManager {
     fn connect(&self) -> Result<PooledDb, StorageError> {
         let mut connection = establish(&self.url, &self.settings)?;
         let lost = Arc::new(AtomicBool::new(false));
-        watch_for_loss(&mut connection, Arc::clone(&lost));
+        let cached_statements = Arc::new(AtomicUsize::new(0));
+        watch(
+            &mut connection,
+            Arc::clone(&lost),
+            Arc::clone(&cached_statements),
+        );
         Ok(PooledDb {
             connection,
             lost,
+            cached_statements,
             verified_at: Instant::now(),
         })
     }
@@ -130,6 +153,11 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn has_broken(&self, conn: &mut PooledDb) -> bool {
+        let cached = conn.cached_statements.load(Ordering::Relaxed);
+        if cached > MAX_CACHED_STATEMENTS {
+            tracing::debug!(cached, "connection retired: too many prepared statements");
+            return true;
+        }
         let broken = conn.lost.load(Ordering::Relaxed) || conn.connection.is_broken();
         if !broken {
             conn.verified_at = Instant::now();

@@ -149,6 +149,16 @@ pub fn exhaust_pool(
         .collect()
 }
 
+/// How many prepared statements the connection `repository` hands out next has cached (with a
+/// pool of one connection: that connection's).
+pub fn cached_statements(repository: &Repository) -> usize {
+    repository
+        .pool
+        .get()
+        .expect("a free connection")
+        .cached_statements()
+}
+
 /// A complete item document (spec §2) for `project_id`, with `overrides` merged over the top
 /// level and, for the keys `backup_data` and `extend_info`, over their members.
 pub fn item_json(project_id: &str, overrides: serde_json::Value) -> serde_json::Value {
