@@ -50,6 +50,9 @@ struct Args {
     /// many as `--items`, at most 1,000,000; 0 skips it).
     #[arg(long)]
     sqlite_items: Option<u64>,
+    /// Connections writing the generated data into PostgreSQL at once.
+    #[arg(long, default_value_t = 2)]
+    writers: usize,
     /// HTTP worker threads of the service.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -101,6 +104,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         items: args.items,
         projects: args.projects,
         seed: args.seed,
+        writers: args.writers.max(1),
         requests: args.requests,
         warmup: args.warmup,
         concurrency: args.concurrency.clone(),

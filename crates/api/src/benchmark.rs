@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::{format_timestamp, ProjectId};
-use csbs_storage::{DatabaseUrl, PoolSettings, Repository};
+use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository};
 use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -65,6 +65,8 @@ pub struct BenchmarkOptions {
     pub seed: u64,
     /// Items per import transaction.
     pub batch_size: usize,
+    /// Connections writing the import at once (PostgreSQL).
+    pub writers: usize,
     /// Measured requests per shape, per side and per concurrency.
     pub requests: usize,
     /// Unmeasured requests before each measurement.
@@ -118,6 +120,7 @@ impl Default for BenchmarkOptions {
             projects: 50,
             seed: 42,
             batch_size: 2000,
+            writers: 2,
             requests: 200,
             warmup: 20,
             concurrency: vec![2, 8],
@@ -179,6 +182,8 @@ pub struct ImportStats {
     pub items: u64,
     /// Seconds to generate and store them (through `Repository::upsert`).
     pub seconds: f64,
+    /// Connections that wrote them at once.
+    pub writers: usize,
 }
 
 impl ImportStats {
@@ -267,9 +272,10 @@ impl BenchmarkReport {
             || "already stored".to_owned(),
             |import| {
                 format!(
-                    "imported in {:.1} s ({:.0} items/s)",
+                    "imported in {:.1} s ({:.0} items/s, {} writers)",
                     import.seconds,
-                    import.items_per_second()
+                    import.items_per_second(),
+                    import.writers
                 )
             },
         );
@@ -278,10 +284,12 @@ impl BenchmarkReport {
                 || "not measured".to_owned(),
                 |s| {
                     format!(
-                        "{} items in {:.1} s ({:.0} items/s)",
+                        "{} items in {:.1} s ({:.0} items/s, {} writer{})",
                         s.items,
                         s.seconds,
-                        s.items_per_second()
+                        s.items_per_second(),
+                        s.writers,
+                        if s.writers == 1 { "" } else { "s" },
                     )
                 },
             )
@@ -598,6 +606,7 @@ fn import_reference(conn: &mut PgConnection, rows: i64) -> anyhow::Result<Import
     Ok(ImportStats {
         items: copied as u64,
         seconds,
+        writers: 1,
     })
 }
 
@@ -628,6 +637,7 @@ fn seed_timed(
             projects: options.projects,
             seed: options.seed,
             batch_size: options.batch_size,
+            writers: options.writers,
         },
         &bar,
     )?;
@@ -635,6 +645,10 @@ fn seed_timed(
     Ok(ImportStats {
         items: seeded.items,
         seconds: seeded.seconds,
+        writers: match repository.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => options.writers,
+        },
     })
 }
 

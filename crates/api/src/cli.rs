@@ -70,6 +70,9 @@ pub struct ImportArgs {
     /// Items per transaction (default: the `import.batch_size` setting).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Connections writing at once on PostgreSQL (default: the `import.writers` setting).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub writers: Option<u16>,
 }
 
 /// Arguments of `seed`.
@@ -87,4 +90,7 @@ pub struct SeedArgs {
     /// Items per transaction (default: the `import.batch_size` setting).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Connections writing at once on PostgreSQL (default: the `import.writers` setting).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub writers: Option<u16>,
 }

@@ -98,6 +98,8 @@ pub struct IngestSettings {
 pub struct ImportSettings {
     /// Items per transaction.
     pub batch_size: usize,
+    /// Connections writing at once (PostgreSQL; SQLite has one writer).
+    pub writers: usize,
 }
 
 impl DatabaseSettings {

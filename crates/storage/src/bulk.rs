@@ -121,3 +121,113 @@ fn last_of_each_key(records: &[BackupRecord]) -> Vec<StagedItemRow<'_>> {
     rows.dedup_by(|later, kept| (later.project_id, later.id) == (kept.project_id, kept.id));
     rows
 }
+
+/// Upserts a stream of batches on several connections at once. PostgreSQL runs each
+/// connection's statements in a process of its own, so a second writer puts a second core to
+/// work on index maintenance, which is what an import spends its time on. SQLite has one
+/// writer at a time and always gets one.
+///
+/// Every item goes to the writer its tenant and id hash to, and each writer applies its share
+/// of the batches in the order they were given: two versions of one item are written by one
+/// writer, in order, so the last one given wins as with a single writer. Writers never touch
+/// the same items, so they cannot deadlock on them, and the counter rows they share are
+/// touched in key order by the triggers.
+///
+/// Each writer's share of a batch is one transaction: when a writer fails, what the others
+/// wrote stays written (as with a single writer, the batches before a failure stay written),
+/// and running the same import again completes it.
+pub struct BulkWriter {
+    shares: Vec<std::sync::mpsc::SyncSender<Vec<BackupRecord>>>,
+    writers: Vec<std::thread::JoinHandle<Result<u64, StorageError>>>,
+}
+
+impl BulkWriter {
+    /// Starts `writers` writer threads (one on SQLite) on `repository`; `on_written` hears,
+    /// from the writer threads, how many items each stored share held.
+    pub fn start(
+        repository: &Repository,
+        writers: usize,
+        on_written: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Self {
+        let writers = match repository.backend() {
+            crate::Backend::Sqlite => 1,
+            crate::Backend::Postgres => writers.max(1),
+        };
+        let on_written = std::sync::Arc::new(on_written);
+        let (shares, writers) = (0..writers)
+            .map(|_| {
+                // One share in flight per writer beside the one being written.
+                let (share, receiver) = std::sync::mpsc::sync_channel::<Vec<BackupRecord>>(1);
+                let repository = repository.clone();
+                let on_written = std::sync::Arc::clone(&on_written);
+                let writer = std::thread::spawn(move || {
+                    let mut written = 0u64;
+                    for records in receiver {
+                        written += repository.upsert(&records)? as u64;
+                        on_written(records.len() as u64);
+                    }
+                    Ok(written)
+                });
+                (share, writer)
+            })
+            .unzip();
+        Self { shares, writers }
+    }
+
+    /// Hands `batch` to the writers, each item to its own. Blocks while they are busy. An
+    /// error means a writer has stopped; [`BulkWriter::finish`] tells why.
+    pub fn write(&self, batch: Vec<BackupRecord>) -> Result<(), WriterStopped> {
+        if self.shares.len() == 1 {
+            return self.shares[0].send(batch).map_err(|_| WriterStopped);
+        }
+        let mut shares: Vec<Vec<BackupRecord>> = (0..self.shares.len())
+            .map(|_| Vec::with_capacity(batch.len() / self.shares.len() + 1))
+            .collect();
+        for record in batch {
+            let writer = writer_of(&record, self.shares.len());
+            shares[writer].push(record);
+        }
+        for (sender, share) in self.shares.iter().zip(shares) {
+            if !share.is_empty() {
+                sender.send(share).map_err(|_| WriterStopped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every batch given to be written; returns how many rows were inserted or
+    /// changed, or the first writer's error.
+    pub fn finish(self) -> Result<u64, StorageError> {
+        drop(self.shares);
+        let mut written = 0;
+        let mut failure = None;
+        for writer in self.writers {
+            match writer.join() {
+                Ok(Ok(rows)) => written += rows,
+                Ok(Err(error)) => {
+                    failure.get_or_insert(error);
+                }
+                Err(_) => {
+                    failure
+                        .get_or_insert(StorageError::Query("a bulk writer thread panicked".into()));
+                }
+            }
+        }
+        failure.map_or(Ok(written), Err)
+    }
+}
+
+/// A writer has stopped on an error; [`BulkWriter::finish`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a bulk writer stopped on an error")]
+pub struct WriterStopped;
+
+/// The writer of an item: a hash of its tenant and id, the same for every version of it.
+fn writer_of(record: &BackupRecord, writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same item maps to the same writer throughout a run.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    record.project_id.as_str().hash(&mut hasher);
+    record.id.as_str().hash(&mut hasher);
+    (hasher.finish() % writers as u64) as usize
+}

@@ -21,6 +21,7 @@ mod rows;
 mod schema;
 pub mod testing;
 
+pub use bulk::{BulkWriter, WriterStopped};
 pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
 pub use counters::CounterDrift;
 pub use errors::StorageError;

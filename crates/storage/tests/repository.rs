@@ -395,3 +395,56 @@ fn a_list_query_and_its_count_parse_the_same_criteria() {
         CountQuery::from_pairs(&query).unwrap().criteria
     );
 }
+
+#[test]
+fn parallel_bulk_writers_keep_the_last_version_of_each_item() {
+    for db in test_databases() {
+        let repo = db.repository();
+        let version = |round: usize, i: usize| {
+            let status = match (round, i % 2) {
+                (0, _) => "protecting",
+                (1, _) | (2, 0) => "available",
+                _ => "error",
+            };
+            item_record(
+                "tenant-a",
+                json!({"id": format!("00000000-0000-4000-8000-{i:012}"), "name": format!("round-{round}"), "status": status}),
+            )
+        };
+        let indexes: Vec<usize> = (0..300).collect();
+        let writer = csbs_storage::BulkWriter::start(&repo, 3, |_| {});
+        // Every item three times, in batches that cut across the writers' shares.
+        for round in 0..3 {
+            for chunk in indexes.chunks(70) {
+                let batch = chunk.iter().map(|&i| version(round, i)).collect();
+                writer.write(batch).unwrap();
+            }
+        }
+        assert_eq!(
+            writer.finish().unwrap(),
+            900,
+            "{db:?}: every version changed its item"
+        );
+        assert_eq!(
+            count(&repo, "tenant-a", &[("name", "round-2")]),
+            300,
+            "{db:?}"
+        );
+        assert_eq!(
+            count(&repo, "tenant-a", &[("status", "error")]),
+            150,
+            "{db:?}"
+        );
+        assert_eq!(
+            count(&repo, "tenant-a", &[("status", "available")]),
+            150,
+            "{db:?}"
+        );
+        assert_eq!(
+            count(&repo, "tenant-a", &[("status", "protecting")]),
+            0,
+            "{db:?}"
+        );
+        assert!(repo.check_counters().unwrap().is_empty(), "{db:?}");
+    }
+}

@@ -8,12 +8,11 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::Context;
 use csbs_domain::BackupRecord;
-use csbs_storage::{DatabaseUrl, Repository};
+use csbs_storage::{BulkWriter, DatabaseUrl, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
 
@@ -41,6 +40,10 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
         .migrate()
         .context("cannot prepare the database")?;
     let batch_size = args.batch_size.unwrap_or(settings.import.batch_size).max(1);
+    let writers = args
+        .writers
+        .map_or(settings.import.writers, usize::from)
+        .max(1);
 
     let (input, length): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), None)
@@ -56,6 +59,7 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
         &repository,
         BufReader::with_capacity(1 << 20, progress.wrap_read(input)),
         batch_size,
+        writers,
         |line, reason| progress.suspend(|| eprintln!("line {line}: {reason}")),
     )?;
     progress.finish_and_clear();
@@ -95,27 +99,18 @@ fn progress_bar(length: Option<u64>) -> ProgressBar {
     }
 }
 
-/// Reads `input` line by line into batches for a writer thread; `report` hears of each bad
-/// line. Stops at the first database error (batches already written stay written).
+/// Reads `input` line by line into batches for `writers` writer threads (see
+/// [`BulkWriter`]); `report` hears of each bad line. Stops at the first database error
+/// (batches already written stay written).
 pub fn import(
     repository: &Repository,
     input: impl BufRead,
     batch_size: usize,
+    writers: usize,
     mut report: impl FnMut(u64, String),
 ) -> anyhow::Result<ImportSummary> {
     let mut summary = ImportSummary::default();
-    // Two batches in flight: one being written, one ready.
-    let (batches, receiver) = mpsc::sync_channel::<Vec<BackupRecord>>(1);
-    let writer_repository = repository.clone();
-    let writer = std::thread::spawn(move || -> anyhow::Result<u64> {
-        let mut written = 0u64;
-        for batch in receiver {
-            written += writer_repository
-                .upsert(&batch)
-                .context("cannot store a batch")? as u64;
-        }
-        Ok(written)
-    });
+    let writer = BulkWriter::start(repository, writers, |_| {});
 
     let mut batch = Vec::with_capacity(batch_size);
     let mut send_failed = false;
@@ -143,7 +138,7 @@ pub fn import(
                 batch.push(record);
                 if batch.len() >= batch_size {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                    if batches.send(full).is_err() {
+                    if writer.write(full).is_err() {
                         send_failed = true;
                         break;
                     }
@@ -156,15 +151,11 @@ pub fn import(
         }
     }
     if !batch.is_empty() && !send_failed {
-        send_failed = batches.send(batch).is_err();
+        send_failed = writer.write(batch).is_err();
     }
-    drop(batches);
-    let written = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    summary.written = writer.finish().context("cannot store a batch")?;
     if send_failed {
         anyhow::bail!("the writer stopped early");
     }
-    summary.written = written;
     Ok(summary)
 }

@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use anyhow::Context;
 use csbs_domain::BackupRecord;
-use csbs_storage::{DatabaseUrl, Repository};
+use csbs_storage::{BulkWriter, DatabaseUrl, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
 
@@ -32,6 +33,8 @@ pub struct SeedOptions {
     pub seed: u64,
     /// Items per transaction.
     pub batch_size: usize,
+    /// Connections writing at once (PostgreSQL).
+    pub writers: usize,
 }
 
 /// The outcome of a seed run.
@@ -67,6 +70,10 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<SeedSummary> 
         projects: args.projects as usize,
         seed: args.seed,
         batch_size: args.batch_size.unwrap_or(settings.import.batch_size).max(1),
+        writers: args
+            .writers
+            .map_or(settings.import.writers, usize::from)
+            .max(1),
     };
     let progress = progress_bar(options.items);
     let summary = seed(&repository, &options, &progress)?;
@@ -140,30 +147,28 @@ pub fn seed(
         Ok(per_tenant)
     });
 
-    let mut written = 0u64;
-    let mut stored = 0u64;
-    let mut failure = None;
+    let stored = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stored, progress) = (Arc::clone(&stored), progress.clone());
+        BulkWriter::start(repository, options.writers, move |items| {
+            stored.fetch_add(items, Ordering::Relaxed);
+            progress.inc(items);
+        })
+    };
     for batch in receiver.iter() {
-        match repository.upsert(&batch) {
-            Ok(rows) => {
-                written += rows as u64;
-                stored += batch.len() as u64;
-                progress.inc(batch.len() as u64);
-            }
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
+        if writer.write(batch).is_err() {
+            // A writer failed; `finish` says why.
+            break;
         }
     }
     // Dropping the receiver ends a generator blocked on a full channel.
     drop(receiver);
+    let written = writer.finish();
     let per_tenant = generator
         .join()
         .map_err(|_| anyhow::anyhow!("the generator thread panicked"))??;
-    if let Some(error) = failure {
-        return Err(error).context("cannot store a batch");
-    }
+    let written = written.context("cannot store a batch")?;
+    let stored = stored.load(Ordering::Relaxed);
 
     let mut tenants: Vec<(String, u64)> = project_ids
         .into_iter()
@@ -194,6 +199,7 @@ mod tests {
             projects: 5,
             seed,
             batch_size: 64,
+            writers: 2,
         }
     }
 

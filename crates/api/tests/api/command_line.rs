@@ -36,7 +36,7 @@ fn import_reports_bad_lines_stores_good_ones_and_is_idempotent() {
         let input = jsonl(&lines);
 
         let mut reported = Vec::new();
-        let summary = import(&repository, input.as_bytes(), 2, |line, reason| {
+        let summary = import(&repository, input.as_bytes(), 2, 2, |line, reason| {
             reported.push((line, reason))
         })
         .unwrap();
@@ -50,7 +50,7 @@ fn import_reports_bad_lines_stores_good_ones_and_is_idempotent() {
         assert!(reported[1].1.contains("project_id"), "{:?}", reported[1]);
         assert!(reported[2].1.contains("status"), "{:?}", reported[2]);
 
-        let again = import(&repository, input.as_bytes(), 3, |_, _| {}).unwrap();
+        let again = import(&repository, input.as_bytes(), 3, 2, |_, _| {}).unwrap();
         assert_eq!(again.written, 0, "{db:?}: importing twice changes nothing");
         let filter = csbs_domain::BackupFilter {
             scope: csbs_domain::TenantScope::Project(
