@@ -78,7 +78,6 @@ impl Repository {
         page: &PageRequest,
     ) -> Result<Vec<String>, StorageError> {
         let mut conn = self.connection()?;
-        let query = list_query(&mut conn, filter, sort, page)?;
-        plan(&mut conn, query)
+        plan(&mut conn, list_query(filter, sort, page))
     }
 }

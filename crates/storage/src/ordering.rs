@@ -1,7 +1,7 @@
 //! Sorting and keyset paging: the `sort` keys as ORDER BY, and "after the marker item" as a
 //! condition on the sort keys, so that a page deep in a list costs what the first page does.
 
-use csbs_domain::{SortDirection, SortKey};
+use csbs_domain::{ItemId, SortDirection, SortKey, TenantScope};
 use diesel::expression::{
     is_aggregate, AppearsOnTable, Expression, SelectableExpression, ValidGrouping,
 };
@@ -27,60 +27,6 @@ fn key_sql(key: SortKey) -> &'static str {
         SortKey::Status => "status",
         SortKey::ProtectedAt => PROTECTED_AT_SQL,
         SortKey::Id => "id",
-    }
-}
-
-/// The sort-key values of one row: where a page after it starts.
-#[derive(Debug, Clone, Queryable)]
-pub(crate) struct MarkerRow {
-    pub project_id: String,
-    pub id: String,
-    pub name: String,
-    pub status: String,
-    pub created_at_us: i64,
-    pub updated_at_us: i64,
-    pub protected_at_us: Option<i64>,
-}
-
-/// The columns of [`MarkerRow`], in its order.
-pub(crate) type MarkerColumns = (
-    backup_items::project_id,
-    backup_items::id,
-    backup_items::name,
-    backup_items::status,
-    backup_items::created_at_us,
-    backup_items::updated_at_us,
-    backup_items::protected_at_us,
-);
-
-/// The columns to select for a [`MarkerRow`].
-pub(crate) const MARKER_COLUMNS: MarkerColumns = (
-    backup_items::project_id,
-    backup_items::id,
-    backup_items::name,
-    backup_items::status,
-    backup_items::created_at_us,
-    backup_items::updated_at_us,
-    backup_items::protected_at_us,
-);
-
-/// One value of a sort key.
-#[derive(Debug, Clone)]
-enum KeyValue {
-    Int(i64),
-    Text(String),
-}
-
-impl MarkerRow {
-    fn value(&self, key: SortKey) -> KeyValue {
-        match key {
-            SortKey::CreatedAt => KeyValue::Int(self.created_at_us),
-            SortKey::UpdatedAt => KeyValue::Int(self.updated_at_us),
-            SortKey::Name => KeyValue::Text(self.name.clone()),
-            SortKey::Status => KeyValue::Text(self.status.clone()),
-            SortKey::ProtectedAt => KeyValue::Int(self.protected_at_us.unwrap_or(i64::MIN)),
-            SortKey::Id => KeyValue::Text(self.id.clone()),
-        }
     }
 }
 
@@ -117,43 +63,76 @@ pub(crate) fn order_by<'a>(
     query
 }
 
-/// "Comes after `marker` in `order`" as a condition.
+/// "Comes after the item `marker` of `scope` in `order`" as a condition. The marker's sort
+/// keys are read by subqueries of the same statement, so a page after a marker is one round
+/// trip, like the first page, and reads the marker in the page's own snapshot. A marker that
+/// names no item makes the condition NULL, and the page empty.
 pub(crate) fn after_marker(
     order: &[(&'static str, SortDirection, Option<SortKey>)],
-    marker: &MarkerRow,
+    scope: &TenantScope,
+    marker: &ItemId,
 ) -> AfterMarker {
-    let keys = order
-        .iter()
-        .map(|&(sql, direction, key)| {
-            let value = match key {
-                Some(key) => marker.value(key),
-                None => KeyValue::Text(marker.project_id.clone()),
-            };
-            (sql, direction, value)
-        })
-        .collect();
-    AfterMarker { keys }
+    AfterMarker {
+        keys: order
+            .iter()
+            .map(|&(sql, direction, _)| (sql, direction))
+            .collect(),
+        marker: MarkerLookup {
+            project: match scope {
+                TenantScope::Project(project) => Some(project.as_str().to_owned()),
+                TenantScope::AllTenants => None,
+            },
+            id: marker.as_str().to_owned(),
+        },
+    }
+}
+
+/// `(SELECT columns FROM backup_items WHERE …marker…)`: the marker item in the filter's tenant
+/// scope (across tenants, where ids may repeat, the first by tenant, as the list orders them).
+#[derive(Debug, Clone)]
+struct MarkerLookup {
+    project: Option<String>,
+    id: String,
+}
+
+impl MarkerLookup {
+    fn walk_ast<'b>(
+        &'b self,
+        columns: &[&'static str],
+        out: &mut AstPass<'_, 'b, MultiBackend>,
+    ) -> QueryResult<()> {
+        out.push_sql("(SELECT ");
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_sql(column);
+        }
+        out.push_sql(" FROM backup_items WHERE ");
+        if let Some(project) = &self.project {
+            out.push_sql("project_id = ");
+            out.push_bind_param::<Text, str>(project)?;
+            out.push_sql(" AND ");
+        }
+        out.push_sql("id = ");
+        out.push_bind_param::<Text, str>(&self.id)?;
+        if self.project.is_none() {
+            out.push_sql(" ORDER BY project_id LIMIT 1");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 /// The keyset condition. When every key runs in one direction it is a row comparison,
-/// `(k1, k2, id) < (v1, v2, vid)`, which both databases answer from an index range; otherwise
-/// the expanded form `k1 ≷ v1 OR (k1 = v1 AND (k2 ≷ v2 OR …))`, led by `k1 ≷= v1` so that the
-/// first key still bounds an index scan.
+/// `(k1, k2, id) < (SELECT k1, k2, id …marker…)`, which both databases answer from an index
+/// range; otherwise the expanded form `k1 ≷ v1 OR (k1 = v1 AND (k2 ≷ v2 OR …))`, led by
+/// `k1 ≷= v1` so that the first key still bounds an index scan, with each `v` a scalar
+/// subquery (evaluated once: it does not depend on the outer row).
 #[derive(Debug, Clone)]
 pub(crate) struct AfterMarker {
-    keys: Vec<(&'static str, SortDirection, KeyValue)>,
-}
-
-impl AfterMarker {
-    fn push_value<'b>(
-        out: &mut AstPass<'_, 'b, MultiBackend>,
-        value: &'b KeyValue,
-    ) -> QueryResult<()> {
-        match value {
-            KeyValue::Int(v) => out.push_bind_param::<BigInt, i64>(v),
-            KeyValue::Text(v) => out.push_bind_param::<Text, String>(v),
-        }
-    }
+    keys: Vec<(&'static str, SortDirection)>,
+    marker: MarkerLookup,
 }
 
 fn strictly(direction: SortDirection) -> &'static str {
@@ -165,30 +144,18 @@ fn strictly(direction: SortDirection) -> &'static str {
 
 impl QueryFragment<MultiBackend> for AfterMarker {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        let Some((first_sql, first_direction, first_value)) = self.keys.first() else {
+        let Some(&(first_sql, first_direction)) = self.keys.first() else {
             out.push_sql("1 = 1");
             return Ok(());
         };
-        let uniform = self.keys.iter().all(|(_, d, _)| d == first_direction);
+        let uniform = self.keys.iter().all(|&(_, d)| d == first_direction);
         if uniform {
+            let columns: Vec<&'static str> = self.keys.iter().map(|&(sql, _)| sql).collect();
             out.push_sql("(");
-            for (i, (sql, _, _)) in self.keys.iter().enumerate() {
-                if i > 0 {
-                    out.push_sql(", ");
-                }
-                out.push_sql(sql);
-            }
+            out.push_sql(&columns.join(", "));
             out.push_sql(")");
-            out.push_sql(strictly(*first_direction));
-            out.push_sql("(");
-            for (i, (_, _, value)) in self.keys.iter().enumerate() {
-                if i > 0 {
-                    out.push_sql(", ");
-                }
-                Self::push_value(&mut out, value)?;
-            }
-            out.push_sql(")");
-            return Ok(());
+            out.push_sql(strictly(first_direction));
+            return self.marker.walk_ast(&columns, &mut out);
         }
         out.push_sql("(");
         out.push_sql(first_sql);
@@ -196,21 +163,21 @@ impl QueryFragment<MultiBackend> for AfterMarker {
             SortDirection::Asc => " >= ",
             SortDirection::Desc => " <= ",
         });
-        Self::push_value(&mut out, first_value)?;
+        self.marker.walk_ast(&[first_sql], &mut out)?;
         out.push_sql(" AND ");
-        for (i, (sql, direction, value)) in self.keys.iter().enumerate() {
+        for (i, &(sql, direction)) in self.keys.iter().enumerate() {
             if i > 0 {
                 out.push_sql(" OR (");
-                let (prev_sql, _, prev_value) = &self.keys[i - 1];
+                let (prev_sql, _) = self.keys[i - 1];
                 out.push_sql(prev_sql);
                 out.push_sql(" = ");
-                Self::push_value(&mut out, prev_value)?;
+                self.marker.walk_ast(&[prev_sql], &mut out)?;
                 out.push_sql(" AND ");
             }
             out.push_sql("(");
             out.push_sql(sql);
-            out.push_sql(strictly(*direction));
-            Self::push_value(&mut out, value)?;
+            out.push_sql(strictly(direction));
+            self.marker.walk_ast(&[sql], &mut out)?;
         }
         for _ in 0..self.keys.len() {
             out.push_sql(")");

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use crate::connection::{Backend, DatabaseUrl, DbConnection, MultiBackend};
 use crate::filters::filtered;
 use crate::migrations;
-use crate::ordering::{after_marker, full_order, order_by, MarkerRow, MARKER_COLUMNS};
+use crate::ordering::{after_marker, full_order, order_by};
 use crate::pool::{build_pool, Pool, PoolSettings};
 use crate::schema::backup_items;
 use crate::StorageError;
@@ -167,8 +167,16 @@ impl Repository {
         page: &PageRequest,
     ) -> Result<ItemPage, StorageError> {
         let mut conn = self.connection()?;
-        let rows: Vec<(String, String)> =
-            list_query(&mut conn, filter, sort, page)?.load(&mut *conn)?;
+        let rows: Vec<(String, String)> = list_query(filter, sort, page).load(&mut *conn)?;
+        if rows.is_empty() {
+            if let Some(marker) = &page.marker {
+                // An empty page after a marker: the end of the list, or a marker that names
+                // nothing, which the caller must hear about.
+                if !marker_exists(&mut conn, &filter.scope, marker)? {
+                    return Err(StorageError::UnknownMarker);
+                }
+            }
+        }
 
         let has_more = rows.len() > page.limit as usize;
         let mut documents = Vec::with_capacity(rows.len().min(page.limit as usize));
@@ -210,41 +218,35 @@ impl Repository {
 /// The rows of one page (id and document), one more than the limit so that the caller knows
 /// whether another page follows.
 pub(crate) fn list_query<'a>(
-    conn: &mut DbConnection,
     filter: &'a BackupFilter,
     sort: &SortSpec,
     page: &PageRequest,
-) -> Result<backup_items::BoxedQuery<'a, MultiBackend, (Text, Text)>, StorageError> {
+) -> backup_items::BoxedQuery<'a, MultiBackend, (Text, Text)> {
     let across_tenants = filter.scope == TenantScope::AllTenants;
     let order = full_order(sort.keys(), across_tenants);
     let mut query = order_by(filtered(filter), &order);
     if let Some(marker) = &page.marker {
-        let marker_row = marker_row(conn, &filter.scope, marker)?;
-        query = query.filter(after_marker(&order, &marker_row));
+        query = query.filter(after_marker(&order, &filter.scope, marker));
     }
     let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
-    Ok(query
+    query
         .select((backup_items::id, backup_items::document))
         .offset(offset)
-        .limit(i64::from(page.limit) + 1))
+        .limit(i64::from(page.limit) + 1)
 }
 
-/// The sort keys of the marker item, looked up in the filter's tenant scope.
-fn marker_row(
+/// Whether the marker names an item in the filter's tenant scope.
+fn marker_exists(
     conn: &mut DbConnection,
     scope: &TenantScope,
     marker: &ItemId,
-) -> Result<MarkerRow, StorageError> {
+) -> Result<bool, StorageError> {
     let mut query = backup_items::table
-        .select(MARKER_COLUMNS)
+        .select(backup_items::id)
         .filter(backup_items::id.eq(marker.as_str()))
-        .order(backup_items::project_id.asc())
         .into_boxed();
     if let TenantScope::Project(project) = scope {
         query = query.filter(backup_items::project_id.eq(project.as_str()));
     }
-    query
-        .first::<MarkerRow>(conn)
-        .optional()?
-        .ok_or(StorageError::UnknownMarker)
+    Ok(query.first::<String>(conn).optional()?.is_some())
 }

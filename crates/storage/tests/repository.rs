@@ -379,6 +379,20 @@ fn pages_follow_the_sort_order_and_the_marker() {
             matches!(err, StorageError::UnknownMarker),
             "{db:?}: another tenant's item is no marker"
         );
+        // After the last item: an empty page, not an unknown marker.
+        let last = expected.last().unwrap();
+        let page = repo
+            .list(
+                &filter,
+                &SortSpec::default(),
+                &PageRequest {
+                    limit: 3,
+                    marker: Some(ItemId::parse("marker", last).unwrap()),
+                    offset: 0,
+                },
+            )
+            .unwrap();
+        assert!(page.documents.is_empty() && !page.has_more, "{db:?}");
     }
 }
 
