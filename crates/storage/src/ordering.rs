@@ -30,29 +30,23 @@ fn key_sql(key: SortKey) -> &'static str {
     }
 }
 
+/// One key of an ordering: its SQL over the items table, and its direction.
+pub(crate) type OrderKey = (&'static str, SortDirection);
+
 /// The full ordering of a query: the requested keys (ending with `id`), then, across tenants,
 /// `project_id`, because ids are unique only within a tenant.
-pub(crate) fn full_order(
-    keys: &[(SortKey, SortDirection)],
-    across_tenants: bool,
-) -> Vec<(&'static str, SortDirection, Option<SortKey>)> {
-    let mut order: Vec<_> = keys
-        .iter()
-        .map(|&(key, dir)| (key_sql(key), dir, Some(key)))
-        .collect();
+pub(crate) fn full_order(keys: &[(SortKey, SortDirection)], across_tenants: bool) -> Vec<OrderKey> {
+    let mut order: Vec<OrderKey> = keys.iter().map(|&(key, dir)| (key_sql(key), dir)).collect();
     if across_tenants {
         let last = keys.last().map_or(SortDirection::Desc, |&(_, dir)| dir);
-        order.push(("project_id", last, None));
+        order.push(("project_id", last));
     }
     order
 }
 
 /// Applies ORDER BY for `order`.
-pub(crate) fn order_by<'a>(
-    mut query: ItemsQuery<'a>,
-    order: &[(&'static str, SortDirection, Option<SortKey>)],
-) -> ItemsQuery<'a> {
-    for &(sql, direction, _) in order {
+pub(crate) fn order_by<'a>(mut query: ItemsQuery<'a>, order: &[OrderKey]) -> ItemsQuery<'a> {
+    for &(sql, direction) in order {
         // The SQL type of a key only matters where its value is read; ORDER BY never does.
         let expression = static_sql::<BigInt>(sql);
         query = match direction {
@@ -68,15 +62,12 @@ pub(crate) fn order_by<'a>(
 /// trip, like the first page, and reads the marker in the page's own snapshot. A marker that
 /// names no item makes the condition NULL, and the page empty.
 pub(crate) fn after_marker(
-    order: &[(&'static str, SortDirection, Option<SortKey>)],
+    order: &[OrderKey],
     scope: &TenantScope,
     marker: &ItemId,
 ) -> AfterMarker {
     AfterMarker {
-        keys: order
-            .iter()
-            .map(|&(sql, direction, _)| (sql, direction))
-            .collect(),
+        keys: order.to_vec(),
         marker: MarkerLookup {
             project: match scope {
                 TenantScope::Project(project) => Some(project.as_str().to_owned()),
@@ -131,7 +122,7 @@ impl MarkerLookup {
 /// subquery (evaluated once: it does not depend on the outer row).
 #[derive(Debug, Clone)]
 pub(crate) struct AfterMarker {
-    keys: Vec<(&'static str, SortDirection)>,
+    keys: Vec<OrderKey>,
     marker: MarkerLookup,
 }
 
