@@ -142,16 +142,19 @@ pub struct BulkWriter {
 }
 
 impl BulkWriter {
-    /// Starts `writers` writer threads (one on SQLite) on `repository`; `on_written` hears,
-    /// from the writer threads, how many items each stored share held.
+    /// Starts `writers` writer threads (one on SQLite, at most the pool's size on PostgreSQL)
+    /// on `repository`; `on_written` hears, from the writer threads, how many items each
+    /// stored share held.
     pub fn start(
         repository: &Repository,
         writers: usize,
         on_written: impl Fn(u64) + Send + Sync + 'static,
     ) -> Self {
+        // More writers than pooled connections would only wait for one, and fail after the
+        // pool timeout.
         let writers = match repository.backend() {
             crate::Backend::Sqlite => 1,
-            crate::Backend::Postgres => writers.max(1),
+            crate::Backend::Postgres => writers.clamp(1, repository.pool_state().max as usize),
         };
         let on_written = std::sync::Arc::new(on_written);
         let (shares, writers) = (0..writers)
@@ -172,6 +175,11 @@ impl BulkWriter {
             })
             .unzip();
         Self { shares, writers }
+    }
+
+    /// How many writer threads run.
+    pub fn writers(&self) -> usize {
+        self.shares.len()
     }
 
     /// Hands `batch` to the writers, each item to its own. Blocks while they are busy. An

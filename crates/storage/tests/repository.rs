@@ -462,3 +462,32 @@ fn parallel_bulk_writers_keep_the_last_version_of_each_item() {
         assert!(repo.check_counters().unwrap().is_empty(), "{db:?}");
     }
 }
+
+#[test]
+fn bulk_writers_never_outnumber_the_pool() {
+    for db in test_databases() {
+        db.repository(); // migrated
+        let one_connection = Repository::open(
+            &DatabaseUrl::parse(db.url()).unwrap(),
+            &PoolSettings {
+                max_size: 1,
+                min_idle: 0,
+                // Long enough to connect, shorter than writing one batch: a writer left
+                // waiting for the connection would fail.
+                connection_timeout: std::time::Duration::from_millis(150),
+                ..PoolSettings::default()
+            },
+        )
+        .unwrap();
+        one_connection.ping().unwrap(); // the connection is open before the writers start
+        let writer = csbs_storage::BulkWriter::start(&one_connection, 4, |_| {});
+        assert_eq!(writer.writers(), 1, "{db:?}");
+        for round in 0..2 {
+            let batch = (0..5000)
+                .map(|i| item_record("tenant-a", json!({"name": format!("r{round}-{i}")})))
+                .collect();
+            writer.write(batch).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), 10_000, "{db:?}");
+    }
+}
