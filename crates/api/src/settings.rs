@@ -102,6 +102,18 @@ pub struct ImportSettings {
     pub writers: usize,
 }
 
+impl ImportSettings {
+    /// Items per transaction: the command line's when given, else this setting; at least 1.
+    pub fn batch_size_or(&self, given: Option<usize>) -> usize {
+        given.unwrap_or(self.batch_size).max(1)
+    }
+
+    /// Writer connections: the command line's when given, else this setting; at least 1.
+    pub fn writers_or(&self, given: Option<u16>) -> usize {
+        given.map_or(self.writers, usize::from).max(1)
+    }
+}
+
 impl DatabaseSettings {
     /// The pool settings these describe.
     pub fn pool_settings(&self) -> PoolSettings {

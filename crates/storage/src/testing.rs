@@ -110,16 +110,27 @@ impl TestDatabase {
 
     /// A repository on this database with every migration applied.
     pub fn repository(&self) -> Repository {
-        let url = DatabaseUrl::parse(&self.url).expect("a valid test database URL");
-        let settings = PoolSettings {
+        let repository = self.open(&PoolSettings {
             min_idle: 0,
             ..PoolSettings::default()
-        };
-        let repository = Repository::open(&url, &settings).expect("a pool on the test database");
+        });
         repository
             .migrate()
             .expect("migrations apply to a fresh database");
         repository
+    }
+
+    /// A repository on this database, migrated through an ordinary pool first, whose own pool
+    /// has `settings` (which may be too tight to migrate with: one connection, a statement
+    /// timeout of a millisecond).
+    pub fn repository_with(&self, settings: &PoolSettings) -> Repository {
+        self.repository();
+        self.open(settings)
+    }
+
+    fn open(&self, settings: &PoolSettings) -> Repository {
+        let url = DatabaseUrl::parse(&self.url).expect("a valid test database URL");
+        Repository::open(&url, settings).expect("a pool on the test database")
     }
 }
 

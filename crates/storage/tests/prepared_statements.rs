@@ -5,21 +5,16 @@
 
 use csbs_domain::{BackupFilter, CountQuery, ListQuery, ProjectId, TenantScope};
 use csbs_storage::testing::{cached_statements, item_record, test_databases, TestDatabase};
-use csbs_storage::{DatabaseUrl, PoolSettings, Repository, MAX_CACHED_STATEMENTS};
+use csbs_storage::{PoolSettings, Repository, MAX_CACHED_STATEMENTS};
 use serde_json::json;
 
 /// A repository on `db` whose pool holds one connection, so that every call uses it.
 fn single_connection(db: &TestDatabase) -> Repository {
-    db.repository(); // migrated
-    Repository::open(
-        &DatabaseUrl::parse(db.url()).unwrap(),
-        &PoolSettings {
-            max_size: 1,
-            min_idle: 0,
-            ..PoolSettings::default()
-        },
-    )
-    .unwrap()
+    db.repository_with(&PoolSettings {
+        max_size: 1,
+        min_idle: 0,
+        ..PoolSettings::default()
+    })
 }
 
 fn scoped(project_id: &str, query: &[(&str, &str)]) -> BackupFilter {

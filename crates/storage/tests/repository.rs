@@ -7,7 +7,7 @@ use csbs_domain::{
     ProjectId, SortSpec, TenantScope,
 };
 use csbs_storage::testing::{item_record, list_all_ids, reference_list, test_databases};
-use csbs_storage::{ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError};
+use csbs_storage::{ConnectionSettings, PoolSettings, Repository, StorageError};
 use serde_json::json;
 
 fn project(id: &str) -> ProjectId {
@@ -264,19 +264,14 @@ fn the_last_of_the_same_item_in_one_batch_wins() {
 #[test]
 fn the_statement_timeout_spares_bulk_imports_and_their_analyze() {
     for db in test_databases() {
-        db.repository(); // migrated
-        let impatient = Repository::open(
-            &DatabaseUrl::parse(db.url()).unwrap(),
-            &PoolSettings {
-                min_idle: 0,
-                connection: ConnectionSettings {
-                    statement_timeout: std::time::Duration::from_millis(1),
-                    ..ConnectionSettings::default()
-                },
-                ..PoolSettings::default()
+        let impatient = db.repository_with(&PoolSettings {
+            min_idle: 0,
+            connection: ConnectionSettings {
+                statement_timeout: std::time::Duration::from_millis(1),
+                ..ConnectionSettings::default()
             },
-        )
-        .unwrap();
+            ..PoolSettings::default()
+        });
         let records: Vec<_> = (0..3000)
             .map(|i| item_record("tenant-a", json!({"name": format!("b-{i}")})))
             .collect();
@@ -466,19 +461,14 @@ fn parallel_bulk_writers_keep_the_last_version_of_each_item() {
 #[test]
 fn bulk_writers_never_outnumber_the_pool() {
     for db in test_databases() {
-        db.repository(); // migrated
-        let one_connection = Repository::open(
-            &DatabaseUrl::parse(db.url()).unwrap(),
-            &PoolSettings {
-                max_size: 1,
-                min_idle: 0,
-                // Long enough to connect, shorter than writing one batch: a writer left
-                // waiting for the connection would fail.
-                connection_timeout: std::time::Duration::from_millis(150),
-                ..PoolSettings::default()
-            },
-        )
-        .unwrap();
+        let one_connection = db.repository_with(&PoolSettings {
+            max_size: 1,
+            min_idle: 0,
+            // Long enough to connect, shorter than writing one batch: a writer left waiting
+            // for the connection would fail.
+            connection_timeout: std::time::Duration::from_millis(150),
+            ..PoolSettings::default()
+        });
         one_connection.ping().unwrap(); // the connection is open before the writers start
         let writer = csbs_storage::BulkWriter::start(&one_connection, 4, |_| {});
         assert_eq!(writer.writers(), 1, "{db:?}");

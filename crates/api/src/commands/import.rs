@@ -39,11 +39,8 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
     repository
         .migrate()
         .context("cannot prepare the database")?;
-    let batch_size = args.batch_size.unwrap_or(settings.import.batch_size).max(1);
-    let writers = args
-        .writers
-        .map_or(settings.import.writers, usize::from)
-        .max(1);
+    let batch_size = settings.import.batch_size_or(args.batch_size);
+    let writers = settings.import.writers_or(args.writers);
 
     let (input, length): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), None)

@@ -69,11 +69,8 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<SeedSummary> 
         items: args.items,
         projects: args.projects as usize,
         seed: args.seed,
-        batch_size: args.batch_size.unwrap_or(settings.import.batch_size).max(1),
-        writers: args
-            .writers
-            .map_or(settings.import.writers, usize::from)
-            .max(1),
+        batch_size: settings.import.batch_size_or(args.batch_size),
+        writers: settings.import.writers_or(args.writers),
     };
     let progress = progress_bar(options.items);
     let summary = seed(&repository, &options, &progress)?;
