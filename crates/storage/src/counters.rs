@@ -13,10 +13,11 @@ use diesel::sql_types::{BigInt, Nullable};
 use crate::connection::{DbConnection, MultiBackend};
 use crate::filters::filtered;
 use crate::prepared::{in_list, static_sql, StaticSql};
-use crate::schema::{item_counts, item_counts_daily};
+use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
 use crate::{Repository, StorageError};
 
 const DAY_MICROS: i64 = 86_400_000_000;
+const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// Whether the counters can answer this filter: no criterion but statuses and time.
 pub(crate) fn counters_apply(criteria: &Criteria) -> bool {
@@ -45,10 +46,6 @@ pub(crate) fn counters_apply(criteria: &Criteria) -> bool {
         && ips.is_empty()
 }
 
-fn day_of(micros: Micros) -> i64 {
-    micros.div_euclid(DAY_MICROS)
-}
-
 fn status_texts(criteria: &Criteria) -> Vec<&'static str> {
     criteria
         .effective_statuses()
@@ -66,7 +63,7 @@ type Part<'a> = Box<dyn QueryFragment<MultiBackend> + Send + 'a>;
 
 /// `SELECT COALESCE((part), 0) + …`: the pieces of a count summed by the database in one
 /// statement, which both backends answer from one snapshot.
-struct SumOf<'a> {
+pub(crate) struct SumOf<'a> {
     parts: Vec<Part<'a>>,
 }
 
@@ -107,32 +104,52 @@ fn total(filter: &BackupFilter) -> Part<'_> {
     Box::new(query)
 }
 
+/// A bucket number as the counters store it (an `INTEGER` column); a bound beyond its range
+/// is clamped, which selects the same buckets.
+fn clamp_bucket(bucket: i64) -> i32 {
+    i32::try_from(bucket).unwrap_or(if bucket < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// The sum of one bucketed counter table (daily or hourly) over `[first, last]` buckets.
+macro_rules! bucket_sum {
+    ($table:ident, $bucket:ident, $filter:expr, $first:expr, $last:expr) => {{
+        let filter: &BackupFilter = $filter;
+        let mut query = $table::table
+            .select(sum_n())
+            .filter(in_list($table::status, status_texts(&filter.criteria)))
+            .into_boxed();
+        if let TenantScope::Project(project) = &filter.scope {
+            query = query.filter($table::project_id.eq(project.as_str()));
+        }
+        if let Some(first) = $first {
+            query = query.filter($table::$bucket.ge(clamp_bucket(first)));
+        }
+        if let Some(last) = $last {
+            query = query.filter($table::$bucket.le(clamp_bucket(last)));
+        }
+        Box::new(query) as Part<'_>
+    }};
+}
+
 fn whole_days(filter: &BackupFilter, first: Option<i64>, last: Option<i64>) -> Part<'_> {
-    let mut query = item_counts_daily::table
-        .select(sum_n())
-        .filter(in_list(
-            item_counts_daily::status,
-            status_texts(&filter.criteria),
-        ))
-        .into_boxed();
-    if let TenantScope::Project(project) = &filter.scope {
-        query = query.filter(item_counts_daily::project_id.eq(project.as_str()));
-    }
-    let clamp = |day: i64| i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX });
-    if let Some(first) = first {
-        query = query.filter(item_counts_daily::day.ge(clamp(first)));
-    }
-    if let Some(last) = last {
-        query = query.filter(item_counts_daily::day.le(clamp(last)));
-    }
-    Box::new(query)
+    bucket_sum!(item_counts_daily, day, filter, first, last)
+}
+
+fn whole_hours(filter: &BackupFilter, first: Option<i64>, last: Option<i64>) -> Part<'_> {
+    bucket_sum!(item_counts_hourly, hour, filter, first, last)
 }
 
 /// The same filter over `[from, to]`: a range whose rows are counted from the index.
+///
+/// The statuses are spelled out even when the caller gave none ("every status but deleted"):
+/// `status IN (…)` bounds a scan of the (tenant, status, created) index, so the edge is
+/// counted from the index alone, where `status <> 'deleted'` would visit the table for each of
+/// the edge's rows (thousands a day for a large tenant).
 fn edge(filter: &BackupFilter, from: Micros, to: Micros) -> BackupFilter {
     BackupFilter {
         scope: filter.scope.clone(),
         criteria: Criteria {
+            statuses: filter.criteria.effective_statuses(),
             created_from: Some(from),
             created_to: Some(to),
             ..filter.criteria.clone()
@@ -140,57 +157,107 @@ fn edge(filter: &BackupFilter, from: Micros, to: Micros) -> BackupFilter {
     }
 }
 
-/// The count of `filter` from the counters in one statement; the caller has checked
-/// [`counters_apply`].
-fn counted(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<i64> {
+/// Whole units (days or hours) inside `[from, to]`, and the pieces of the range outside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Split {
+    /// The first and last whole unit (`None`: unbounded on that side); `None` when the range
+    /// holds no whole unit.
+    whole: Option<(Option<i64>, Option<i64>)>,
+    /// The rest of the range, as inclusive `[from, to]` pieces.
+    rest: Vec<(Micros, Micros)>,
+}
+
+fn split(from: Option<Micros>, to: Option<Micros>, unit: i64) -> Split {
+    let first = from.map(|f| {
+        if f.rem_euclid(unit) == 0 {
+            f.div_euclid(unit)
+        } else {
+            f.div_euclid(unit) + 1
+        }
+    });
+    let last = to.map(|t| {
+        if t.rem_euclid(unit) == unit - 1 {
+            t.div_euclid(unit)
+        } else {
+            t.div_euclid(unit) - 1
+        }
+    });
+    if let (Some(from), Some(to), Some(first), Some(last)) = (from, to, first, last) {
+        if first > last {
+            return Split {
+                whole: None,
+                rest: vec![(from, to)],
+            };
+        }
+    }
+    let mut rest = Vec::new();
+    if let (Some(from), Some(first)) = (from, first) {
+        let start = first.saturating_mul(unit);
+        if from < start {
+            rest.push((from, start - 1));
+        }
+    }
+    if let (Some(to), Some(last)) = (to, last) {
+        let after = last.saturating_add(1).saturating_mul(unit);
+        if to >= after {
+            rest.push((after, to));
+        }
+    }
+    Split {
+        whole: Some((first, last)),
+        rest,
+    }
+}
+
+/// Builds the one statement that counts `filter` from the counters and hands it to `run`; the
+/// caller has checked [`counters_apply`].
+///
+/// A time range is cut into whole days (daily counters), then, for one tenant, the whole hours
+/// of the partial days at its ends (hourly counters), and what remains (less than an hour at
+/// each end for a tenant, less than a day across tenants) is counted from the items' index.
+/// Across tenants the hourly counters would be summed over every tenant's rows for those
+/// hours, which is no cheaper than the index; they are kept per tenant only.
+pub(crate) fn with_counter_statement<R>(
+    filter: &BackupFilter,
+    run: impl FnOnce(SumOf<'_>) -> R,
+) -> R {
     let (from, to) = (filter.criteria.created_from, filter.criteria.created_to);
     if from.is_none() && to.is_none() {
-        return SumOf {
+        return run(SumOf {
             parts: vec![total(filter)],
-        }
-        .get_result(conn);
+        });
     }
-    // Days wholly inside the range come from the daily counters.
-    let first_whole = from.map(|f| {
-        if f.rem_euclid(DAY_MICROS) == 0 {
-            day_of(f)
+    let days = split(from, to, DAY_MICROS);
+    let mut hour_ranges = Vec::new();
+    let mut row_ranges = Vec::new();
+    for &(from, to) in &days.rest {
+        if matches!(filter.scope, TenantScope::Project(_)) {
+            let hours = split(Some(from), Some(to), HOUR_MICROS);
+            hour_ranges.extend(hours.whole);
+            row_ranges.extend(hours.rest);
         } else {
-            day_of(f) + 1
-        }
-    });
-    let last_whole = to.map(|t| {
-        if t.rem_euclid(DAY_MICROS) == DAY_MICROS - 1 {
-            day_of(t)
-        } else {
-            day_of(t) - 1
-        }
-    });
-    if let (Some(first), Some(last)) = (first_whole, last_whole) {
-        if first > last {
-            // No whole day: the range lies within a day or two; count its rows.
-            return filtered(filter).count().get_result(conn);
+            row_ranges.push((from, to));
         }
     }
-    let mut edges = Vec::new();
-    if let (Some(from), Some(first)) = (from, first_whole) {
-        let day_start = first.saturating_mul(DAY_MICROS);
-        if from < day_start {
-            edges.push(edge(filter, from, day_start - 1));
-        }
+    let edges: Vec<BackupFilter> = row_ranges
+        .iter()
+        .map(|&(from, to)| edge(filter, from, to))
+        .collect();
+    let mut parts = Vec::with_capacity(1 + hour_ranges.len() + edges.len());
+    if let Some((first, last)) = days.whole {
+        parts.push(whole_days(filter, first, last));
     }
-    if let (Some(to), Some(last)) = (to, last_whole) {
-        let day_after = last.saturating_add(1).saturating_mul(DAY_MICROS);
-        if to >= day_after {
-            edges.push(edge(filter, day_after, to));
-        }
-    }
-    let mut parts = vec![whole_days(filter, first_whole, last_whole)];
+    parts.extend(
+        hour_ranges
+            .into_iter()
+            .map(|(first, last)| whole_hours(filter, first, last)),
+    );
     parts.extend(
         edges
             .iter()
             .map(|e| Box::new(filtered(e).count()) as Part<'_>),
     );
-    SumOf { parts }.get_result(conn)
+    run(SumOf { parts })
 }
 
 /// Runs `work` in one read-only snapshot (a transaction; REPEATABLE READ on PostgreSQL), so
@@ -207,13 +274,36 @@ fn in_snapshot<T>(
     })
 }
 
+/// Which counter of a tenant and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CounterBucket {
+    /// The tenant's total in that status.
+    Total,
+    /// One UTC day (days since the epoch).
+    Day(i32),
+    /// One UTC hour (hours since the epoch).
+    Hour(i32),
+}
+
+impl std::fmt::Display for CounterBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let start = |bucket: i32, unit: i64| {
+            csbs_domain::format_timestamp(i64::from(bucket).saturating_mul(unit))
+        };
+        match *self {
+            Self::Total => f.write_str("total"),
+            Self::Day(day) => write!(f, "day {day} (from {})", start(day, DAY_MICROS)),
+            Self::Hour(hour) => write!(f, "hour {hour} (from {})", start(hour, HOUR_MICROS)),
+        }
+    }
+}
+
 /// One counter that disagrees with the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterDrift {
     pub project_id: String,
     pub status: String,
-    /// The UTC day (days since the epoch) for daily counters; `None` for the tenant totals.
-    pub day: Option<i32>,
+    pub bucket: CounterBucket,
     /// What the counter says.
     pub counted: i64,
     /// What the rows say.
@@ -226,8 +316,8 @@ impl Repository {
         let mut conn = self.connection()?;
         // Either path is one statement, and one statement reads one snapshot on both
         // backends: no transaction (and none of its round trips) is needed for exactness.
-        let count = if counters_apply(&filter.criteria) {
-            counted(&mut conn, filter)?
+        let count: i64 = if counters_apply(&filter.criteria) {
+            with_counter_statement(filter, |statement| statement.get_result(&mut *conn))?
         } else {
             filtered(filter).count().get_result(&mut *conn)?
         };
@@ -259,10 +349,13 @@ impl Repository {
                 pg.batch_execute("LOCK TABLE backup_items IN SHARE MODE")?;
             }
             let repaired = drift(conn)?;
+            diesel::delete(item_counts_hourly::table).execute(conn)?;
             diesel::delete(item_counts_daily::table).execute(conn)?;
             diesel::delete(item_counts::table).execute(conn)?;
             conn.batch_execute(&format!(
-                "INSERT INTO item_counts_daily (project_id, status, day, n) \
+                "INSERT INTO item_counts_hourly (project_id, status, hour, n) \
+                 SELECT project_id, status, {HOUR_SQL}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
+                 INSERT INTO item_counts_daily (project_id, status, day, n) \
                  SELECT project_id, status, {DAY_SQL}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
                  INSERT INTO item_counts (project_id, status, n) \
                  SELECT project_id, status, count(*) FROM backup_items GROUP BY 1, 2;"
@@ -275,69 +368,149 @@ impl Repository {
 /// The UTC day of `created_at_us` in SQL, rounding down for times before the epoch too.
 const DAY_SQL: &str = "CAST((created_at_us - (((created_at_us % 86400000000) + 86400000000) % 86400000000)) / 86400000000 AS INTEGER)";
 
-/// A row of the daily count of the items themselves.
+/// The UTC hour of `created_at_us` in SQL, rounding down for times before the epoch too.
+const HOUR_SQL: &str = "CAST((created_at_us - (((created_at_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000 AS INTEGER)";
+
+/// A counter whose value differs from the rows' count, as the database reports it.
 #[derive(QueryableByName)]
-struct DailyCount {
+struct DriftRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     project_id: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     status: String,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    day: i32,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Integer>)]
+    bucket: Option<i32>,
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    counted: i64,
+    #[diesel(sql_type = BigInt)]
+    actual: i64,
 }
 
+/// One kind of counter: its table, its bucket column, and the same bucket computed from a row.
+struct CounterTable {
+    table: &'static str,
+    counter_bucket: &'static str,
+    row_bucket: &'static str,
+    bucket_of: fn(i32) -> CounterBucket,
+}
+
+/// Every counter that differs from the rows' own count, compared by the database: only the
+/// differences leave it, however many counters there are (millions of hours at scale).
 fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
-    use std::collections::BTreeMap;
-    let counted_daily: Vec<(String, String, i32, i64)> = item_counts_daily::table
-        .select((
-            item_counts_daily::project_id,
-            item_counts_daily::status,
-            item_counts_daily::day,
-            item_counts_daily::n,
+    let kinds = [
+        CounterTable {
+            table: "item_counts_hourly",
+            counter_bucket: "hour",
+            row_bucket: HOUR_SQL,
+            bucket_of: CounterBucket::Hour,
+        },
+        CounterTable {
+            table: "item_counts_daily",
+            counter_bucket: "day",
+            row_bucket: DAY_SQL,
+            bucket_of: CounterBucket::Day,
+        },
+        CounterTable {
+            table: "item_counts",
+            counter_bucket: "CAST(NULL AS INTEGER)",
+            row_bucket: "CAST(NULL AS INTEGER)",
+            bucket_of: |_| CounterBucket::Total,
+        },
+    ];
+    let mut drift = Vec::new();
+    for CounterTable {
+        table,
+        counter_bucket,
+        row_bucket,
+        bucket_of,
+    } in kinds
+    {
+        // Each side of the comparison may lack a key the other has (a counter left at zero,
+        // or rows with no counter): a sum over the union of both sides compares them all.
+        let rows: Vec<DriftRow> = diesel::sql_query(format!(
+            "SELECT project_id, status, bucket, \
+                    CAST(SUM(counted) AS BIGINT) AS counted, CAST(SUM(actual) AS BIGINT) AS actual \
+             FROM (SELECT project_id, status, {counter_bucket} AS bucket, n AS counted, \
+                          CAST(0 AS BIGINT) AS actual FROM {table} \
+                   UNION ALL \
+                   SELECT project_id, status, {row_bucket}, CAST(0 AS BIGINT), count(*) \
+                   FROM backup_items GROUP BY 1, 2, 3) AS sides \
+             GROUP BY project_id, status, bucket \
+             HAVING SUM(counted) <> SUM(actual) \
+             ORDER BY project_id, status, bucket"
         ))
         .load(conn)?;
-    let actual_daily: Vec<DailyCount> = diesel::sql_query(format!(
-        "SELECT project_id, status, {DAY_SQL} AS day, count(*) AS n FROM backup_items GROUP BY 1, 2, 3"
-    ))
-    .load(conn)?;
-    let mut daily: BTreeMap<(String, String, Option<i32>), (i64, i64)> = BTreeMap::new();
-    let mut totals: BTreeMap<(String, String, Option<i32>), (i64, i64)> = BTreeMap::new();
-    for (project, status, day, n) in counted_daily {
-        daily.entry((project, status, Some(day))).or_default().0 += n;
+        drift.extend(rows.into_iter().map(|row| CounterDrift {
+            project_id: row.project_id,
+            status: row.status,
+            bucket: row.bucket.map_or(CounterBucket::Total, bucket_of),
+            counted: row.counted,
+            actual: row.actual,
+        }));
     }
-    for DailyCount {
-        project_id: project,
-        status,
-        day,
-        n,
-    } in actual_daily
-    {
-        daily
-            .entry((project.clone(), status.clone(), Some(day)))
-            .or_default()
-            .1 += n;
-        totals.entry((project, status, None)).or_default().1 += n;
+    Ok(drift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = HOUR_MICROS;
+
+    #[test]
+    fn a_range_splits_into_whole_units_and_the_rest() {
+        // Aligned on both ends: whole units only.
+        assert_eq!(
+            split(Some(2 * H), Some(5 * H - 1), H),
+            Split {
+                whole: Some((Some(2), Some(4))),
+                rest: vec![]
+            }
+        );
+        // Partial units at both ends.
+        assert_eq!(
+            split(Some(2 * H + 5), Some(5 * H + 7), H),
+            Split {
+                whole: Some((Some(3), Some(4))),
+                rest: vec![(2 * H + 5, 3 * H - 1), (5 * H, 5 * H + 7)]
+            }
+        );
+        // Within one unit, or straddling one boundary: no whole unit.
+        assert_eq!(
+            split(Some(2 * H + 5), Some(2 * H + 9), H),
+            Split {
+                whole: None,
+                rest: vec![(2 * H + 5, 2 * H + 9)]
+            }
+        );
+        assert_eq!(
+            split(Some(2 * H + 5), Some(3 * H + 9), H),
+            Split {
+                whole: None,
+                rest: vec![(2 * H + 5, 3 * H + 9)]
+            }
+        );
+        // Open ends, and times before the epoch, which round down.
+        assert_eq!(
+            split(None, Some(-H - 1), H),
+            Split {
+                whole: Some((None, Some(-2))),
+                rest: vec![]
+            }
+        );
+        assert_eq!(
+            split(None, Some(-H - 5), H),
+            Split {
+                whole: Some((None, Some(-3))),
+                rest: vec![(-2 * H, -H - 5)]
+            }
+        );
+        assert_eq!(
+            split(Some(-H + 1), None, H),
+            Split {
+                whole: Some((Some(0), None)),
+                rest: vec![(-H + 1, -1)]
+            }
+        );
     }
-    let counted_totals: Vec<(String, String, i64)> = item_counts::table
-        .select((item_counts::project_id, item_counts::status, item_counts::n))
-        .load(conn)?;
-    for (project, status, n) in counted_totals {
-        totals.entry((project, status, None)).or_default().0 += n;
-    }
-    Ok(daily
-        .into_iter()
-        .chain(totals)
-        .filter(|(_, (counted, actual))| counted != actual)
-        .map(
-            |((project_id, status, day), (counted, actual))| CounterDrift {
-                project_id,
-                status,
-                day,
-                counted,
-                actual,
-            },
-        )
-        .collect())
 }

@@ -9,6 +9,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Integer, Text};
 
 use crate::connection::{DbConnection, MultiBackend};
+use crate::counters::{counters_apply, with_counter_statement};
 use crate::filters::filtered;
 use crate::repository::list_query;
 use crate::{Repository, StorageError};
@@ -67,7 +68,11 @@ impl Repository {
     /// The database's plan for [`Repository::count`] with `filter`.
     pub fn explain_count(&self, filter: &BackupFilter) -> Result<Vec<String>, StorageError> {
         let mut conn = self.connection()?;
-        plan(&mut conn, filtered(filter).count())
+        if counters_apply(&filter.criteria) {
+            with_counter_statement(filter, |statement| plan(&mut conn, statement))
+        } else {
+            plan(&mut conn, filtered(filter).count())
+        }
     }
 
     /// The database's plan for [`Repository::list`] with these arguments.

@@ -23,7 +23,7 @@ pub mod testing;
 
 pub use bulk::{BulkWriter, WriterStopped};
 pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
-pub use counters::CounterDrift;
+pub use counters::{CounterBucket, CounterDrift};
 pub use errors::StorageError;
 pub use ingest::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,

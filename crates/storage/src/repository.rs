@@ -140,7 +140,7 @@ impl Repository {
             DbConnection::Postgresql(pg) => pg.transaction(|pg| {
                 pg.batch_execute(
                     "SET LOCAL statement_timeout = 0; \
-                     ANALYZE backup_items, item_counts, item_counts_daily",
+                     ANALYZE backup_items, item_counts, item_counts_daily, item_counts_hourly",
                 )
             })?,
             DbConnection::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA optimize")?,

@@ -71,3 +71,13 @@ diesel::table! {
         n -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Items per tenant, status and UTC hour of `created_at`, kept by triggers.
+    item_counts_hourly (project_id, status, hour) {
+        project_id -> Text,
+        status -> Text,
+        hour -> Integer,
+        n -> BigInt,
+    }
+}

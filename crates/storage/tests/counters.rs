@@ -13,13 +13,14 @@ use csbs_domain::{
     ProjectId, StatusUpdate, TenantScope,
 };
 use csbs_storage::testing::{execute_sql, item_record, test_databases};
-use csbs_storage::{Repository, Selection, StoredAnswer, WriteOutcome};
+use csbs_storage::{CounterBucket, Repository, Selection, StoredAnswer, WriteOutcome};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 
 const DAY: i64 = 86_400_000_000;
+const HOUR: i64 = 3_600_000_000;
 const BASE: i64 = 1_600_000_000_000_000; // 2020-09-13
 
 fn filter(tenant: Option<&str>, query: &[(String, String)]) -> BackupFilter {
@@ -53,6 +54,15 @@ fn counter_queries(times: &[i64]) -> Vec<Vec<(String, String)>> {
             ("status".into(), "available".into()),
         ]);
         queries.push(vec![("end_time".into(), format_timestamp(b))]);
+        // The same range widened to whole hours, and to whole days: no partial hour (or day)
+        // at either end.
+        for unit in [HOUR, DAY] {
+            let (start, end) = (a - a.rem_euclid(unit), b - b.rem_euclid(unit) + unit - 1);
+            queries.push(vec![
+                ("start_time".into(), format_timestamp(start)),
+                ("end_time".into(), format_timestamp(end)),
+            ]);
+        }
     }
     queries
 }
@@ -91,11 +101,19 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let item = (0..2usize, select(&BackupStatus::ALL[..]), -48..200i64);
+    let item = (
+        0..2usize,
+        select(&BackupStatus::ALL[..]),
+        -48 * 60..200 * 60i64,
+    );
     prop_oneof![
         proptest::collection::vec(item.clone(), 1..6).prop_map(Step::Insert),
         proptest::collection::vec(
-            (0..1000usize, select(&BackupStatus::ALL[..]), -48..200i64),
+            (
+                0..1000usize,
+                select(&BackupStatus::ALL[..]),
+                -48 * 60..200 * 60i64
+            ),
             1..4
         )
         .prop_map(Step::Reimport),
@@ -103,10 +121,12 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn record(tenant: usize, status: BackupStatus, hours: i64, id: Option<&str>) -> BackupRecord {
+/// An item created `minutes` after (or before) `BASE`, plus a few microseconds, so that items
+/// fall inside hours and days rather than on their boundaries.
+fn record(tenant: usize, status: BackupStatus, minutes: i64, id: Option<&str>) -> BackupRecord {
     let mut overrides = json!({
         "status": status.as_str(),
-        "created_at": format_timestamp(BASE + hours * 3_600_000_000 + 123),
+        "created_at": format_timestamp(BASE + minutes * 60_000_000 + 123),
     });
     if let Some(id) = id {
         overrides["id"] = json!(id);
@@ -193,6 +213,12 @@ fn counters_equal_row_counts_after_every_step() {
                             }
                             _ => {}
                         }
+                        // Ranges that start or end a microsecond either side of stored
+                        // items: partial hours at the ends that hold items, or just miss them.
+                        let mut times = times.clone();
+                        for item in all.iter().rev().take(2) {
+                            times.extend([item.created_at - 1, item.created_at + 1]);
+                        }
                         drop(all);
                         assert_counts_exact(&repository, &label, &times)?;
                     }
@@ -208,7 +234,7 @@ fn counters_stay_exact_under_concurrent_writers() {
     for db in test_databases() {
         let repository = db.repository();
         let records: Vec<_> = (0..40)
-            .map(|i| record(i % 2, BackupStatus::Available, i as i64 * 7, None))
+            .map(|i| record(i % 2, BackupStatus::Available, i as i64 * 7 * 60, None))
             .collect();
         repository.upsert(&records).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -234,7 +260,7 @@ fn counters_stay_exact_under_concurrent_writers() {
                                 record(
                                     tenant,
                                     statuses[round % 2],
-                                    (round as i64) * 5,
+                                    (round as i64) * 5 * 60 + 17,
                                     Some(r.id.as_str()),
                                 )
                             })
@@ -249,7 +275,7 @@ fn counters_stay_exact_under_concurrent_writers() {
                             .upsert(&[record(
                                 writer % 2,
                                 BackupStatus::Protecting,
-                                round as i64,
+                                round as i64 * 47,
                                 None,
                             )])
                             .unwrap();
@@ -294,23 +320,29 @@ fn drift_is_reported_and_rebuilt() {
     for db in test_databases() {
         let repository = db.repository();
         let records: Vec<_> = (0..10)
-            .map(|i| record(i % 2, BackupStatus::Available, i as i64 * 30, None))
+            .map(|i| record(i % 2, BackupStatus::Available, i as i64 * 30 * 60, None))
             .collect();
         repository.upsert(&records).unwrap();
         assert!(repository.check_counters().unwrap().is_empty());
 
-        execute_sql(&repository, "UPDATE item_counts SET n = n + 5 WHERE project_id = 't0'; DELETE FROM item_counts_daily WHERE project_id = 't1'");
+        execute_sql(&repository, "UPDATE item_counts SET n = n + 5 WHERE project_id = 't0'; DELETE FROM item_counts_daily WHERE project_id = 't1'; UPDATE item_counts_hourly SET n = n - 1 WHERE project_id = 't0'");
         let drift = repository.check_counters().unwrap();
         assert!(
-            drift
-                .iter()
-                .any(|d| d.project_id == "t0" && d.day.is_none() && d.counted == d.actual + 5),
+            drift.iter().any(|d| d.project_id == "t0"
+                && d.bucket == CounterBucket::Total
+                && d.counted == d.actual + 5),
             "{db:?}: {drift:?}"
         );
         assert!(
-            drift
-                .iter()
-                .any(|d| d.project_id == "t1" && d.day.is_some() && d.counted == 0),
+            drift.iter().any(|d| d.project_id == "t1"
+                && matches!(d.bucket, CounterBucket::Day(_))
+                && d.counted == 0),
+            "{db:?}: {drift:?}"
+        );
+        assert!(
+            drift.iter().any(|d| d.project_id == "t0"
+                && matches!(d.bucket, CounterBucket::Hour(_))
+                && d.counted == d.actual - 1),
             "{db:?}: {drift:?}"
         );
         let everything = filter(Some("t0"), &[]);

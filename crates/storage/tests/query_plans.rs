@@ -40,6 +40,18 @@ fn scans_table(backend: Backend, plan: &[String]) -> bool {
     }
 }
 
+/// Whether every read of the items in the plan is answered by an index without visiting the
+/// table's rows (SQLite; see the caller for PostgreSQL).
+fn reads_items_from_index_only(backend: Backend, plan: &[String]) -> bool {
+    match backend {
+        Backend::Sqlite => plan
+            .iter()
+            .filter(|line| line.contains(" backup_items "))
+            .all(|line| line.contains("COVERING INDEX")),
+        Backend::Postgres => true,
+    }
+}
+
 /// Whether the plan's index scan over the items is bounded by the marker's sort keys.
 fn starts_at_marker(backend: Backend, plan: &[String]) -> bool {
     match backend {
@@ -123,6 +135,30 @@ fn tenant_queries_use_indexes() {
             );
         }
 
+        // A time range's partial days are counted from the items: from an index, and on
+        // SQLite from the index alone. (PostgreSQL's choice between its indexes is a matter of
+        // cost: at a few hundred rows any of them is as cheap, so its index-only plan on real
+        // data is recorded by the benchmark's `--explain` instead.)
+        for query in [
+            vec![
+                ("start_time", "2020-01-05T06:00:00"),
+                ("end_time", "2020-01-09T18:00:00"),
+            ],
+            vec![
+                ("start_time", "2020-01-05T06:00:00"),
+                ("end_time", "2020-01-05T18:00:00"),
+            ],
+            vec![("status", "error"), ("start_time", "2020-01-05T06:00:00")],
+        ] {
+            let plan = repository.explain_count(&tenant_filter(&query)).unwrap();
+            assert!(
+                !scans_table(db.backend(), &plan)
+                    && reads_items_from_index_only(db.backend(), &plan),
+                "{db:?} count {query:?}:\n{}",
+                plan.join("\n")
+            );
+        }
+
         type Page<'a> = (Vec<(&'a str, &'a str)>, Option<ItemId>);
         let pages: Vec<Page> = vec![
             (vec![("limit", "100")], None),
@@ -173,6 +209,23 @@ fn tenant_queries_use_indexes() {
         assert!(
             !scans_table(db.backend(), &plan),
             "{db:?} all tenants by status:\n{}",
+            plan.join("\n")
+        );
+        // An administrator pages across tenants by a marker that is an id without its tenant:
+        // the marker's keys are found by id alone, from an index of its own.
+        let plan = repository
+            .explain_list(
+                &everyone,
+                &SortSpec::default(),
+                &PageRequest {
+                    marker: Some(marker.clone()),
+                    ..PageRequest::default()
+                },
+            )
+            .unwrap();
+        assert!(
+            !scans_table(db.backend(), &plan) && starts_at_marker(db.backend(), &plan),
+            "{db:?} all tenants after a marker:\n{}",
             plan.join("\n")
         );
 

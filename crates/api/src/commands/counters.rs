@@ -35,12 +35,9 @@ pub fn run(settings: &Settings, action: &CountersAction) -> anyhow::Result<bool>
 
 fn report(drift: &[CounterDrift]) {
     for d in drift {
-        let day = d
-            .day
-            .map_or_else(|| "total".to_owned(), |day| format!("day {day}"));
         println!(
             "{} {} {}: counter {} but {} rows",
-            d.project_id, d.status, day, d.counted, d.actual
+            d.project_id, d.status, d.bucket, d.counted, d.actual
         );
     }
 }

@@ -1,0 +1,1 @@
+DROP INDEX backup_items_id;
