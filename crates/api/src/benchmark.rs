@@ -853,6 +853,12 @@ const TENANT_VISIBLE: &str = "FROM backup_items WHERE project_id = $1 AND status
 const LIST_ORDER: &str = "ORDER BY created_at_us DESC, id DESC";
 
 /// Every shape, for each picked tenant and across tenants.
+/// The time `minutes` after midnight (UTC) of the day of `micros`, plus a few milliseconds.
+fn at_time_of_day(micros: i64, minutes: i64) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    micros - micros.rem_euclid(DAY) + minutes * 60_000_000 + 123_456
+}
+
 fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec<Shape>> {
     let mut shapes = Vec::new();
     // One row more than the page, as the service reads it to know whether a next page exists.
@@ -917,8 +923,9 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
             ));
         }
 
-        // A quarter of the tenant's span, from three eighths in: times of day as a user types
-        // them, not aligned to days.
+        // A quarter of the tenant's span, from three eighths in, from 09:30 on its first day to
+        // 17:45 on its last: times of day as a user types them, so both ends cut a day (and an
+        // hour) in two, and most of either end day is inside the range.
         let span: SpanRow = diesel::sql_query(
             "SELECT min(created_at_us) AS first, max(created_at_us) AS last \
              FROM backup_items WHERE project_id = $1",
@@ -926,8 +933,8 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
         .bind::<Text, _>(project)
         .get_result(conn)?;
         if let (Some(first), Some(last)) = (span.first, span.last) {
-            let start = first + (last - first) / 8 * 3;
-            let end = start + (last - first) / 4;
+            let start = at_time_of_day(first + (last - first) / 8 * 3, 9 * 60 + 30);
+            let end = at_time_of_day(start + (last - first) / 4, 17 * 60 + 45);
             let (start_text, end_text) = (format_timestamp(start), format_timestamp(end));
             shapes.push(shape(
                 "count time range (¼ of the span)",
