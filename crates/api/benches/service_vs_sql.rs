@@ -66,6 +66,10 @@ struct Args {
     /// new data; the schema is left in place.
     #[arg(long, conflicts_with = "keep")]
     schema: Option<String>,
+    /// Measure only the shapes whose name contains one of these, comma-separated (e.g.
+    /// `time range,resource_id`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Passed by `cargo bench` to every bench target; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -117,14 +121,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
         },
         sqlite_items: args.sqlite_items.unwrap_or(args.items.min(1_000_000)),
         max_seconds: args.max_seconds,
+        only: args.only.clone(),
         ..BenchmarkOptions::default()
     };
     let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;
 
     println!("{}", report.summary());
     println!("{}", report.table());
-    for (shape, plan) in &report.plans {
-        println!("### {shape}\n\n```\n{plan}\n```\n");
+    for plan in &report.plans {
+        println!("### {}\n\nSQL:\n\n```\n{}\n```\n", plan.shape, plan.sql);
+        if let Some(service) = &plan.service {
+            println!("The service's statement:\n\n```\n{service}\n```\n");
+        }
     }
     if args.keep || args.schema.is_some() {
         eprintln!("the data stays in schema {}", schema.name());

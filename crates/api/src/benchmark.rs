@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use csbs_auth::{mint_hs256, Claims};
-use csbs_domain::{format_timestamp, ProjectId};
+use csbs_domain::{format_timestamp, BackupFilter, CountQuery, ProjectId, TenantScope};
 use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository};
 use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
@@ -83,6 +83,8 @@ pub struct BenchmarkOptions {
     pub sqlite_items: u64,
     /// Seconds one side of a shape may take with one client; slow shapes get fewer requests.
     pub max_seconds: f64,
+    /// Measure only the shapes whose name contains one of these (all when empty).
+    pub only: Vec<String>,
 }
 
 /// What runs the SQL side of each shape.
@@ -129,6 +131,7 @@ impl Default for BenchmarkOptions {
             sql_client: SqlClient::Diesel,
             sqlite_items: 0,
             max_seconds: 20.0,
+            only: Vec::new(),
         }
     }
 }
@@ -233,8 +236,19 @@ pub struct BenchmarkReport {
     pub results: Vec<ShapeResult>,
     /// Shapes where the service and the SQL answered differently (should be none).
     pub disagreements: Vec<String>,
-    /// `(shape, plan)`: `EXPLAIN (ANALYZE, BUFFERS)` of each shape's SQL, when asked for.
-    pub plans: Vec<(String, String)>,
+    /// The plans of each shape, when asked for.
+    pub plans: Vec<ShapePlan>,
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of one shape, on both sides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapePlan {
+    pub shape: String,
+    /// The plan of the shape's hand-written SQL.
+    pub sql: String,
+    /// The plan of the statement the service runs for it, or the error that prevented one
+    /// (counts only: a list page runs the SQL's own query).
+    pub service: Option<String>,
 }
 
 impl BenchmarkReport {
@@ -471,7 +485,10 @@ pub fn run(
     let tenants = pick_tenants(&mut conn)?;
     let service = RunningService::start(database_url, options.workers)?;
     progress(&format!("service listening on port {}", service.port));
-    let shapes = shapes(&mut conn, &tenants)?;
+    let mut shapes = shapes(&mut conn, &tenants)?;
+    if !options.only.is_empty() {
+        shapes.retain(|shape| options.only.iter().any(|part| shape.name.contains(part)));
+    }
     let work_dir = tempfile::tempdir()?;
 
     let memory = RssSampler::start();
@@ -536,8 +553,21 @@ pub fn run(
 
     let mut plans = Vec::new();
     if options.explain {
+        // The service's own statements, through the repository it uses (one connection).
+        let repository = Repository::open(
+            &url,
+            &PoolSettings {
+                max_size: 1,
+                min_idle: 0,
+                ..PoolSettings::default()
+            },
+        )?;
         for shape in &shapes {
-            plans.push((shape.name.clone(), explain(&mut conn, shape)?));
+            plans.push(ShapePlan {
+                shape: shape.name.clone(),
+                sql: explain(&mut conn, shape)?,
+                service: service_plan(&repository, shape),
+            });
         }
     }
     // Last, so that its memory is not counted as the service's.
@@ -852,13 +882,13 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 const TENANT_VISIBLE: &str = "FROM backup_items WHERE project_id = $1 AND status <> 'deleted'";
 const LIST_ORDER: &str = "ORDER BY created_at_us DESC, id DESC";
 
-/// Every shape, for each picked tenant and across tenants.
-/// The time `minutes` after midnight (UTC) of the day of `micros`, plus a few milliseconds.
+/// The time `minutes` after midnight (UTC) of the day of `micros`, plus 123.456 ms.
 fn at_time_of_day(micros: i64, minutes: i64) -> i64 {
     const DAY: i64 = 86_400_000_000;
     micros - micros.rem_euclid(DAY) + minutes * 60_000_000 + 123_456
 }
 
+/// Every shape, for each picked tenant and across tenants.
 fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec<Shape>> {
     let mut shapes = Vec::new();
     // One row more than the page, as the service reads it to know whether a next page exists.
@@ -1098,6 +1128,35 @@ fn sql_worker(
     Ok(move || {
         sql_answer(&mut conn, &shape)?;
         Ok(())
+    })
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the statement the service runs for a count shape: from the
+/// counters where they apply, which the hand-written SQL does not show.
+fn service_plan(repository: &Repository, shape: &Shape) -> Option<String> {
+    if !matches!(shape.kind, Kind::Count) {
+        return None;
+    }
+    let (path, query) = shape.path.split_once('?').unwrap_or((&shape.path, ""));
+    let project = path.split('/').nth(2)?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let plan = (|| -> anyhow::Result<Vec<String>> {
+        let count = CountQuery::from_pairs(&pairs)?;
+        let filter = BackupFilter {
+            scope: if count.all_tenants {
+                TenantScope::AllTenants
+            } else {
+                TenantScope::Project(ProjectId::parse("project_id", project)?)
+            },
+            criteria: count.criteria,
+        };
+        Ok(repository.explain_analyze_count(&filter)?)
+    })();
+    Some(match plan {
+        Ok(lines) => lines.join("\n"),
+        Err(error) => format!("(no plan: {error:#})"),
     })
 }
 

@@ -28,6 +28,28 @@ fn the_benchmark_measures_every_shape() {
         };
         let report = benchmark::run(db.url(), &options, &|message| eprintln!("{message}")).unwrap();
         check(&report);
+
+        // Again on the data already there, for a few shapes only.
+        let again = BenchmarkOptions {
+            generate: false,
+            requests: 2,
+            concurrency: vec![1],
+            explain: false,
+            sqlite_items: 0,
+            only: vec!["time range".into()],
+            ..options
+        };
+        let report = benchmark::run(db.url(), &again, &|message| eprintln!("{message}")).unwrap();
+        assert!(report.import.is_none());
+        assert!(!report.results.is_empty());
+        assert!(
+            report
+                .results
+                .iter()
+                .all(|r| r.shape.contains("time range")),
+            "{:?}",
+            report.results
+        );
     }
 }
 
@@ -101,9 +123,37 @@ fn check(report: &benchmark::BenchmarkReport) {
         assert!(row.ratio_throughput() > 0.0);
     }
     assert_eq!(report.plans.len(), shapes.len());
-    assert!(report
-        .plans
-        .iter()
-        .all(|(_, plan)| plan.contains("Execution Time")));
+    for plan in &report.plans {
+        assert!(plan.sql.contains("Execution Time"), "{plan:?}");
+        if plan.shape.contains(": count") {
+            // The service's own statement, run and measured.
+            let service = plan.service.as_deref().unwrap_or_default();
+            assert!(service.contains("Execution Time"), "{plan:?}");
+        } else {
+            assert!(plan.service.is_none(), "{plan:?}");
+        }
+    }
+    // Counts the counters answer are planned on the counters: a total on the totals alone, a
+    // time range on the daily and hourly counters and, for the partial hours at its ends, the
+    // items.
+    let service_plan = |shape: &str| {
+        report
+            .plans
+            .iter()
+            .find(|plan| plan.shape.starts_with(shape))
+            .and_then(|plan| plan.service.clone())
+            .unwrap_or_else(|| panic!("{shape} is planned"))
+    };
+    let total = service_plan("largest: count");
+    assert!(
+        total.contains(" on item_counts")
+            && !total.contains("item_counts_daily")
+            && !total.contains("backup_items"),
+        "{total}"
+    );
+    let range = service_plan("largest: count time range");
+    for table in ["item_counts_daily", "item_counts_hourly", "backup_items"] {
+        assert!(range.contains(table), "{table} in\n{range}");
+    }
     assert!(report.summary().contains(&largest.project_id));
 }

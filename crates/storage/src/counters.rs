@@ -1,8 +1,9 @@
 //! Counts answered from the trigger-kept counters instead of the rows, when the filter allows
 //! it: a tenant (or every tenant), statuses, and a time range. Whole days of a range come from
-//! the daily counters; the partial days at its edges are counted from the items' index. The
-//! pieces are summed in one statement, which reads one snapshot, so the sum is exact under
-//! concurrent writes.
+//! the daily counters; for one tenant, the whole hours of the partial days at its ends from the
+//! hourly counters, and the partial hours from the items' index (across tenants, the partial
+//! days from the index). The pieces are summed in one statement, which reads one snapshot, so
+//! the sum is exact under concurrent writes.
 
 use csbs_domain::{BackupFilter, BackupStatus, Criteria, Micros, TenantScope};
 use diesel::connection::SimpleConnection;
@@ -104,8 +105,9 @@ fn total(filter: &BackupFilter) -> Part<'_> {
     Box::new(query)
 }
 
-/// A bucket number as the counters store it (an `INTEGER` column); a bound beyond its range
-/// is clamped, which selects the same buckets.
+/// A bucket number as the counters store it (an `INTEGER` column). Times are limited to the
+/// years 1 to 9999 (about ±7·10⁷ hours), far inside its range; the clamp only spares a
+/// conversion that cannot fail an error path.
 fn clamp_bucket(bucket: i64) -> i32 {
     i32::try_from(bucket).unwrap_or(if bucket < 0 { i32::MIN } else { i32::MAX })
 }
@@ -260,15 +262,18 @@ pub(crate) fn with_counter_statement<R>(
     run(SumOf { parts })
 }
 
-/// Runs `work` in one read-only snapshot (a transaction; REPEATABLE READ on PostgreSQL), so
-/// that several queries see the same writes.
+/// Runs `work` in one read-only transaction (REPEATABLE READ on PostgreSQL), without the
+/// statement timeout meant for the service's reads: a check counts every row.
 fn in_snapshot<T>(
     conn: &mut DbConnection,
     work: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
 ) -> QueryResult<T> {
     conn.transaction(|conn| {
         if let DbConnection::Postgresql(pg) = conn {
-            pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            pg.batch_execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+                 SET LOCAL statement_timeout = 0",
+            )?;
         }
         work(conn)
     })
@@ -345,8 +350,12 @@ impl Repository {
         let conn: &mut DbConnection = &mut pooled;
         Ok(conn.transaction(|conn| {
             if let DbConnection::Postgresql(pg) = conn {
-                // Writers wait; readers go on. SQLite's write transaction already excludes writers.
-                pg.batch_execute("LOCK TABLE backup_items IN SHARE MODE")?;
+                // Writers wait; readers go on. SQLite's write transaction already excludes
+                // writers. Counting every row takes longer than the statement timeout meant for
+                // the service's reads.
+                pg.batch_execute(
+                    "SET LOCAL statement_timeout = 0; LOCK TABLE backup_items IN SHARE MODE",
+                )?;
             }
             let repaired = drift(conn)?;
             diesel::delete(item_counts_hourly::table).execute(conn)?;
@@ -371,9 +380,15 @@ const DAY_SQL: &str = "CAST((created_at_us - (((created_at_us % 86400000000) + 8
 /// The UTC hour of `created_at_us` in SQL, rounding down for times before the epoch too.
 const HOUR_SQL: &str = "CAST((created_at_us - (((created_at_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000 AS INTEGER)";
 
+/// The UTC day of an `hour` in SQL, rounding down before the epoch too.
+const DAY_OF_HOUR_SQL: &str = "CAST((hour - (((hour % 24) + 24) % 24)) / 24 AS INTEGER)";
+
 /// A counter whose value differs from the rows' count, as the database reports it.
 #[derive(QueryableByName)]
 struct DriftRow {
+    /// 0: hourly, 1: daily, 2: total.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    kind: i32,
     #[diesel(sql_type = diesel::sql_types::Text)]
     project_id: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -386,69 +401,48 @@ struct DriftRow {
     actual: i64,
 }
 
-/// One kind of counter: its table, its bucket column, and the same bucket computed from a row.
-struct CounterTable {
-    table: &'static str,
-    counter_bucket: &'static str,
-    row_bucket: &'static str,
-    bucket_of: fn(i32) -> CounterBucket,
-}
-
-/// Every counter that differs from the rows' own count, compared by the database: only the
-/// differences leave it, however many counters there are (millions of hours at scale).
+/// Every counter that differs from the rows' own count, compared by the database in one
+/// statement: the rows are read once (grouped by hour, from which days and totals follow), and
+/// only the differences leave the database, however many counters there are (millions of
+/// hours at scale).
+///
+/// Each side may lack a key the other has (a counter left at zero, or rows with no counter):
+/// the sums over the union of both sides compare them all.
 fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
-    let kinds = [
-        CounterTable {
-            table: "item_counts_hourly",
-            counter_bucket: "hour",
-            row_bucket: HOUR_SQL,
-            bucket_of: CounterBucket::Hour,
-        },
-        CounterTable {
-            table: "item_counts_daily",
-            counter_bucket: "day",
-            row_bucket: DAY_SQL,
-            bucket_of: CounterBucket::Day,
-        },
-        CounterTable {
-            table: "item_counts",
-            counter_bucket: "CAST(NULL AS INTEGER)",
-            row_bucket: "CAST(NULL AS INTEGER)",
-            bucket_of: |_| CounterBucket::Total,
-        },
-    ];
-    let mut drift = Vec::new();
-    for CounterTable {
-        table,
-        counter_bucket,
-        row_bucket,
-        bucket_of,
-    } in kinds
-    {
-        // Each side of the comparison may lack a key the other has (a counter left at zero,
-        // or rows with no counter): a sum over the union of both sides compares them all.
-        let rows: Vec<DriftRow> = diesel::sql_query(format!(
-            "SELECT project_id, status, bucket, \
-                    CAST(SUM(counted) AS BIGINT) AS counted, CAST(SUM(actual) AS BIGINT) AS actual \
-             FROM (SELECT project_id, status, {counter_bucket} AS bucket, n AS counted, \
-                          CAST(0 AS BIGINT) AS actual FROM {table} \
-                   UNION ALL \
-                   SELECT project_id, status, {row_bucket}, CAST(0 AS BIGINT), count(*) \
-                   FROM backup_items GROUP BY 1, 2, 3) AS sides \
-             GROUP BY project_id, status, bucket \
-             HAVING SUM(counted) <> SUM(actual) \
-             ORDER BY project_id, status, bucket"
-        ))
-        .load(conn)?;
-        drift.extend(rows.into_iter().map(|row| CounterDrift {
+    let rows: Vec<DriftRow> = diesel::sql_query(format!(
+        "WITH actual AS ( \
+             SELECT project_id, status, {HOUR_SQL} AS hour, count(*) AS n \
+             FROM backup_items GROUP BY 1, 2, 3) \
+         SELECT kind, project_id, status, bucket, \
+                CAST(SUM(counted) AS BIGINT) AS counted, CAST(SUM(actual) AS BIGINT) AS actual \
+         FROM ( \
+             SELECT 0 AS kind, project_id, status, hour AS bucket, n AS counted, \
+                    CAST(0 AS BIGINT) AS actual FROM item_counts_hourly \
+             UNION ALL SELECT 0, project_id, status, hour, 0, n FROM actual \
+             UNION ALL SELECT 1, project_id, status, day, n, 0 FROM item_counts_daily \
+             UNION ALL SELECT 1, project_id, status, {DAY_OF_HOUR_SQL}, 0, n FROM actual \
+             UNION ALL SELECT 2, project_id, status, NULL, n, 0 FROM item_counts \
+             UNION ALL SELECT 2, project_id, status, NULL, 0, n FROM actual \
+         ) AS sides \
+         GROUP BY kind, project_id, status, bucket \
+         HAVING SUM(counted) <> SUM(actual) \
+         ORDER BY kind, project_id, status, bucket"
+    ))
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| CounterDrift {
+            bucket: match (row.kind, row.bucket) {
+                (0, Some(hour)) => CounterBucket::Hour(hour),
+                (1, Some(day)) => CounterBucket::Day(day),
+                _ => CounterBucket::Total,
+            },
             project_id: row.project_id,
             status: row.status,
-            bucket: row.bucket.map_or(CounterBucket::Total, bucket_of),
             counted: row.counted,
             actual: row.actual,
-        }));
-    }
-    Ok(drift)
+        })
+        .collect())
 }
 
 #[cfg(test)]

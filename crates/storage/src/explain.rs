@@ -39,15 +39,28 @@ impl<Q, ST> Query for Explain<Q, ST> {
 
 impl<Q, ST> RunQueryDsl<DbConnection> for Explain<Q, ST> {}
 
+/// Whether a plan is only estimated, or also run and measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Estimate,
+    /// `EXPLAIN (ANALYZE, BUFFERS)` on PostgreSQL: the query runs. SQLite has no such plan and
+    /// gives its estimate.
+    Analyze,
+}
+
 /// The plan lines of `query` on `conn`'s backend.
 fn plan<Q: QueryFragment<MultiBackend>>(
     conn: &mut DbConnection,
     query: Q,
+    mode: Mode,
 ) -> Result<Vec<String>, StorageError> {
     match conn {
         DbConnection::Postgresql(_) => Ok(Explain::<Q, Text> {
             query,
-            prefix: "EXPLAIN ",
+            prefix: match mode {
+                Mode::Estimate => "EXPLAIN ",
+                Mode::Analyze => "EXPLAIN (ANALYZE, BUFFERS) ",
+            },
             row: PhantomData,
         }
         .load::<String>(conn)?),
@@ -65,13 +78,27 @@ fn plan<Q: QueryFragment<MultiBackend>>(
 }
 
 impl Repository {
-    /// The database's plan for [`Repository::count`] with `filter`.
+    /// The database's plan for [`Repository::count`] with `filter`: the statement it runs,
+    /// from the counters or from the rows.
     pub fn explain_count(&self, filter: &BackupFilter) -> Result<Vec<String>, StorageError> {
+        self.count_plan(filter, Mode::Estimate)
+    }
+
+    /// [`Repository::explain_count`] run and measured (`EXPLAIN (ANALYZE, BUFFERS)` on
+    /// PostgreSQL; SQLite gives its estimated plan).
+    pub fn explain_analyze_count(
+        &self,
+        filter: &BackupFilter,
+    ) -> Result<Vec<String>, StorageError> {
+        self.count_plan(filter, Mode::Analyze)
+    }
+
+    fn count_plan(&self, filter: &BackupFilter, mode: Mode) -> Result<Vec<String>, StorageError> {
         let mut conn = self.connection()?;
         if counters_apply(&filter.criteria) {
-            with_counter_statement(filter, |statement| plan(&mut conn, statement))
+            with_counter_statement(filter, |statement| plan(&mut conn, statement, mode))
         } else {
-            plan(&mut conn, filtered(filter).count())
+            plan(&mut conn, filtered(filter).count(), mode)
         }
     }
 
@@ -83,6 +110,6 @@ impl Repository {
         page: &PageRequest,
     ) -> Result<Vec<String>, StorageError> {
         let mut conn = self.connection()?;
-        plan(&mut conn, list_query(filter, sort, page))
+        plan(&mut conn, list_query(filter, sort, page), Mode::Estimate)
     }
 }

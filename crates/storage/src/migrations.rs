@@ -1,5 +1,6 @@
 //! Migrations, embedded in the binary: one folder per backend under `migrations/`.
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -21,6 +22,13 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
         |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Migration(e.to_string());
     match conn {
         DbConnection::Postgresql(pg) => {
+            // A migration that backfills or indexes a large table, and a replica waiting for
+            // another's migrations, take longer than the statement timeout meant for the
+            // service's reads: it is off meanwhile, and put back as it was afterwards.
+            let timeout: SettingRow =
+                diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
+                    .get_result(pg)?;
+            pg.batch_execute("SET statement_timeout = 0")?;
             diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                 .execute(pg)?;
             let applied = pg
@@ -30,8 +38,12 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
             let unlocked =
                 diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
                     .execute(pg);
+            let restored = diesel::sql_query("SELECT set_config('statement_timeout', $1, false)")
+                .bind::<diesel::sql_types::Text, _>(&timeout.value)
+                .execute(pg);
             let applied = applied?;
             unlocked?;
+            restored?;
             Ok(applied)
         }
         DbConnection::Sqlite(sqlite) => sqlite
@@ -39,6 +51,13 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
             .map(|v| v.len())
             .map_err(failed),
     }
+}
+
+/// One setting's value, as `current_setting` gives it.
+#[derive(QueryableByName)]
+struct SettingRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
 }
 
 /// Whether every migration has been applied.

@@ -310,11 +310,16 @@ pub fn list_all_ids(
 /// Runs raw SQL on `repository`'s database, for tests that must reach past the repository
 /// (e.g. to damage the counters on purpose).
 pub fn execute_sql(repository: &Repository, sql: &str) {
+    try_execute_sql(repository, sql).expect("the SQL runs");
+}
+
+/// [`execute_sql`], answering the database's error instead of panicking on it.
+pub fn try_execute_sql(repository: &Repository, sql: &str) -> Result<(), String> {
     use diesel::connection::SimpleConnection;
     repository
         .pool
         .get()
         .expect("a connection")
         .batch_execute(sql)
-        .expect("the SQL runs");
+        .map_err(|e| e.to_string())
 }

@@ -92,7 +92,7 @@ fn assert_counts_exact(
 
 #[derive(Debug, Clone)]
 enum Step {
-    /// New items (tenant, status, created_at offset in hours).
+    /// New items (tenant, status, created_at offset in minutes).
     Insert(Vec<(usize, BackupStatus, i64)>),
     /// Re-import existing items with another status and creation time.
     Reimport(Vec<(usize, BackupStatus, i64)>),
@@ -158,17 +158,18 @@ fn counters_equal_row_counts_after_every_step() {
                             Step::Insert(items) => {
                                 let records: Vec<_> = items
                                     .into_iter()
-                                    .map(|(t, s, h)| record(t, s, h, None))
+                                    .map(|(t, s, minutes)| record(t, s, minutes, None))
                                     .collect();
                                 repository.upsert(&records).unwrap();
                                 all.extend(records);
                             }
                             Step::Reimport(items) if !all.is_empty() => {
                                 let mut records = Vec::new();
-                                for (index, status, hours) in items {
+                                for (index, status, minutes) in items {
                                     let old = all[index % all.len()].clone();
                                     let tenant = usize::from(old.project_id.as_str() == "t1");
-                                    let new = record(tenant, status, hours, Some(old.id.as_str()));
+                                    let new =
+                                        record(tenant, status, minutes, Some(old.id.as_str()));
                                     if !records.iter().any(|r: &BackupRecord| r.id == new.id) {
                                         records.push(new);
                                     }
@@ -312,6 +313,71 @@ fn counters_stay_exact_under_concurrent_writers() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn counters_are_exact_around_the_epoch() {
+    // Integer division truncates toward zero in both databases; hours and days before 1970
+    // must still round down, in the triggers, in the check and in the range arithmetic.
+    const MICRO: i64 = 1;
+    let times = [
+        -DAY - MICRO,
+        -DAY,
+        -DAY + MICRO,
+        -HOUR - MICRO,
+        -HOUR,
+        -30 * 60_000_000,
+        -MICRO,
+        0,
+        MICRO,
+        HOUR - MICRO,
+        HOUR,
+        DAY - MICRO,
+        DAY + 90 * 60_000_000,
+    ];
+    for db in test_databases() {
+        let repository = db.repository();
+        let records: Vec<_> = times
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| {
+                item_record(
+                    &format!("t{}", i % 2),
+                    json!({
+                        "status": BackupStatus::ALL[i % BackupStatus::ALL.len()].as_str(),
+                        "created_at": format_timestamp(at),
+                    }),
+                )
+            })
+            .collect();
+        repository.upsert(&records).unwrap();
+        // Every range between two of the times, and a microsecond either side of them.
+        let mut bounds: Vec<i64> = times
+            .iter()
+            .flat_map(|&t| [t - MICRO, t, t + MICRO])
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        for tenant in [Some("t0"), Some("t1"), None] {
+            for (i, &from) in bounds.iter().enumerate() {
+                for &to in &bounds[i..] {
+                    let f = filter(
+                        tenant,
+                        &[
+                            ("start_time".into(), format_timestamp(from)),
+                            ("end_time".into(), format_timestamp(to)),
+                        ],
+                    );
+                    assert_eq!(
+                        repository.count(&f).unwrap(),
+                        repository.count_rows(&f).unwrap(),
+                        "{db:?} {tenant:?} {from}..={to}"
+                    );
+                }
+            }
+        }
+        assert_eq!(repository.check_counters().unwrap(), vec![], "{db:?}");
     }
 }
 

@@ -6,8 +6,12 @@ use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ItemId, ListQuery, PageRequest,
     ProjectId, SortSpec, TenantScope,
 };
-use csbs_storage::testing::{item_record, list_all_ids, reference_list, test_databases};
-use csbs_storage::{ConnectionSettings, PoolSettings, Repository, StorageError};
+use csbs_storage::testing::{
+    item_record, list_all_ids, reference_list, test_databases, try_execute_sql,
+};
+use csbs_storage::{
+    Backend, ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError,
+};
 use serde_json::json;
 
 fn project(id: &str) -> ProjectId {
@@ -283,6 +287,52 @@ fn the_statement_timeout_spares_bulk_imports_and_their_analyze() {
         impatient
             .refresh_statistics()
             .unwrap_or_else(|e| panic!("{db:?}: ANALYZE after the import was cancelled: {e}"));
+        // Checking and rebuilding the counters count every row: operators' commands, spared
+        // too.
+        assert_eq!(
+            impatient.check_counters().map_err(|e| e.to_string()),
+            Ok(vec![]),
+            "{db:?}"
+        );
+        assert_eq!(
+            impatient.rebuild_counters().map_err(|e| e.to_string()),
+            Ok(vec![]),
+            "{db:?}"
+        );
+    }
+}
+
+#[test]
+fn migrations_run_without_the_statement_timeout_and_put_it_back() {
+    for db in test_databases() {
+        if db.backend() != Backend::Postgres {
+            continue; // SQLite has no statement timeout.
+        }
+        // A new database, migrated from nothing by a pool whose statements may take 1 ms: the
+        // migrations take longer. One connection, so that the check below runs in the session
+        // that migrated.
+        let impatient = Repository::open(
+            &DatabaseUrl::parse(db.url()).unwrap(),
+            &PoolSettings {
+                max_size: 1,
+                min_idle: 0,
+                connection: ConnectionSettings {
+                    statement_timeout: std::time::Duration::from_millis(1),
+                    ..ConnectionSettings::default()
+                },
+                ..PoolSettings::default()
+            },
+        )
+        .unwrap();
+        assert!(impatient.migrate().unwrap() > 0);
+        assert!(impatient.is_ready().unwrap());
+        // The session's own timeout is back in force afterwards.
+        let slow = try_execute_sql(&impatient, "SELECT pg_sleep(0.2)");
+        assert!(
+            slow.as_ref()
+                .is_err_and(|e| e.contains("statement timeout")),
+            "{slow:?}"
+        );
     }
 }
 

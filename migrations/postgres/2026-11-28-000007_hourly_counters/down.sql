@@ -1,4 +1,6 @@
--- The triggers as they were before the hourly counters.
+-- The triggers as they were before the hourly counters; writers wait until this commits.
+LOCK TABLE backup_items IN SHARE MODE;
+
 CREATE OR REPLACE FUNCTION backup_items_count_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     WITH delta AS (

@@ -1,5 +1,6 @@
 -- Items per tenant, status and UTC hour of created_at (see the PostgreSQL migration): the
--- triggers now keep three counters, in the same order as there.
+-- triggers now keep three counters. SQLite has one writer at a time, so the order in which a
+-- trigger touches them does not matter here.
 CREATE TABLE item_counts_hourly (
     project_id TEXT    NOT NULL,
     status     TEXT    NOT NULL,
