@@ -462,6 +462,14 @@ pub fn run(
             stats.seconds,
             stats.items_per_second()
         ));
+        // What `seed` and `import` do after their last batch (statistics, compact counter
+        // indexes), so that the data is measured as those commands leave it.
+        let started = Instant::now();
+        repository.finish_bulk_load()?;
+        progress(&format!(
+            "finishing the bulk load took {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
         Some(stats)
     } else {
         None

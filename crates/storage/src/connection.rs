@@ -305,3 +305,30 @@ mod tests {
         assert!(url.starts_with("postgres://h/db?connect_timeout=2&"));
     }
 }
+
+/// One setting's value, as `current_setting` gives it.
+#[derive(QueryableByName)]
+struct SettingRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// Runs `work` in this PostgreSQL session with the statement timeout off, then puts the
+/// session's own timeout back, whatever `work` answered: for work that may take longer than
+/// the timeout meant for the service's reads and cannot run inside a transaction (where
+/// `SET LOCAL` would do), such as migrations under a session lock or `REINDEX CONCURRENTLY`.
+pub(crate) fn without_statement_timeout<T>(
+    pg: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    let timeout: SettingRow =
+        diesel::sql_query("SELECT current_setting('statement_timeout') AS value").get_result(pg)?;
+    pg.batch_execute("SET statement_timeout = 0")?;
+    let outcome = work(pg);
+    let restored = diesel::sql_query("SELECT set_config('statement_timeout', $1, false)")
+        .bind::<diesel::sql_types::Text, _>(&timeout.value)
+        .execute(pg);
+    let value = outcome?;
+    restored?;
+    Ok(value)
+}

@@ -1,10 +1,9 @@
 //! Migrations, embedded in the binary: one folder per backend under `migrations/`.
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::connection::DbConnection;
+use crate::connection::{without_statement_timeout, DbConnection};
 use crate::StorageError;
 
 const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -21,14 +20,10 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
     let failed =
         |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Migration(e.to_string());
     match conn {
-        DbConnection::Postgresql(pg) => {
-            // A migration that backfills or indexes a large table, and a replica waiting for
-            // another's migrations, take longer than the statement timeout meant for the
-            // service's reads: it is off meanwhile, and put back as it was afterwards.
-            let timeout: SettingRow =
-                diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
-                    .get_result(pg)?;
-            pg.batch_execute("SET statement_timeout = 0")?;
+        // A migration that backfills or indexes a large table, and a replica waiting for
+        // another's migrations, take longer than the statement timeout meant for the
+        // service's reads.
+        DbConnection::Postgresql(pg) => without_statement_timeout(pg, |pg| {
             diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                 .execute(pg)?;
             let applied = pg
@@ -38,26 +33,15 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
             let unlocked =
                 diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
                     .execute(pg);
-            let restored = diesel::sql_query("SELECT set_config('statement_timeout', $1, false)")
-                .bind::<diesel::sql_types::Text, _>(&timeout.value)
-                .execute(pg);
             let applied = applied?;
             unlocked?;
-            restored?;
             Ok(applied)
-        }
+        }),
         DbConnection::Sqlite(sqlite) => sqlite
             .run_pending_migrations(SQLITE)
             .map(|v| v.len())
             .map_err(failed),
     }
-}
-
-/// One setting's value, as `current_setting` gives it.
-#[derive(QueryableByName)]
-struct SettingRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    value: String,
 }
 
 /// Whether every migration has been applied.

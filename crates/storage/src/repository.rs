@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 
-use crate::connection::{Backend, DatabaseUrl, DbConnection, MultiBackend};
+use crate::connection::{
+    without_statement_timeout, Backend, DatabaseUrl, DbConnection, MultiBackend,
+};
 use crate::filters::filtered;
 use crate::migrations;
 use crate::ordering::{after_marker, full_order, order_by};
@@ -128,21 +130,36 @@ impl Repository {
         migrations::migrations_complete(&mut *self.connection()?)
     }
 
-    /// Refreshes the planner's statistics after a bulk load, so that the next queries are
-    /// planned for the data as it now is rather than as it was (a tenant that grew from nothing
-    /// to most of the table would otherwise be planned as tiny).
-    pub fn refresh_statistics(&self) -> Result<(), StorageError> {
+    /// Tidies up after a bulk load: refreshes the planner's statistics, so that the next
+    /// queries are planned for the data as it now is rather than as it was (a tenant that grew
+    /// from nothing to most of the table would otherwise be planned as tiny), and on
+    /// PostgreSQL compacts the counters' indexes.
+    pub fn finish_bulk_load(&self) -> Result<(), StorageError> {
         use diesel::connection::SimpleConnection;
         let mut conn = self.connection()?;
         match &mut *conn {
             // ANALYZE of a large table takes longer than the statement timeout meant for
             // the service's reads; it is exempt, in a transaction of its own.
-            DbConnection::Postgresql(pg) => pg.transaction(|pg| {
-                pg.batch_execute(
-                    "SET LOCAL statement_timeout = 0; \
-                     ANALYZE backup_items, item_counts, item_counts_daily, item_counts_hourly",
-                )
-            })?,
+            DbConnection::Postgresql(pg) => {
+                pg.transaction(|pg| {
+                    pg.batch_execute(
+                        "SET LOCAL statement_timeout = 0; \
+                         ANALYZE backup_items, item_counts, item_counts_daily, item_counts_hourly",
+                    )
+                })?;
+                // A bulk load updates each counter row many times between vacuums, and each
+                // update leaves an entry in the counters' covering indexes: at 10M items
+                // their pages were 5× the live entries, and a tenant's time-range sum read 3×
+                // the pages it needs (0.64 vs 0.35 ms). Rebuilt without blocking reads or
+                // writes; REINDEX CONCURRENTLY cannot run in a transaction.
+                // One statement per message: several in one run as one transaction.
+                without_statement_timeout(pg, |pg| {
+                    for table in ["item_counts", "item_counts_daily", "item_counts_hourly"] {
+                        pg.batch_execute(&format!("REINDEX TABLE CONCURRENTLY {table}"))?;
+                    }
+                    Ok(())
+                })?;
+            }
             DbConnection::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA optimize")?,
         }
         Ok(())

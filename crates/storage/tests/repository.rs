@@ -7,7 +7,7 @@ use csbs_domain::{
     ProjectId, SortSpec, TenantScope,
 };
 use csbs_storage::testing::{
-    item_record, list_all_ids, reference_list, test_databases, try_execute_sql,
+    execute_sql, item_record, list_all_ids, reference_list, test_databases, try_execute_sql,
 };
 use csbs_storage::{
     Backend, ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError,
@@ -193,7 +193,7 @@ fn importing_twice_changes_nothing_and_a_change_replaces() {
             .collect();
         assert_eq!(repo.upsert(&records).unwrap(), 1200, "{db:?}");
         assert_eq!(repo.upsert(&records).unwrap(), 0, "{db:?}");
-        repo.refresh_statistics().unwrap();
+        repo.finish_bulk_load().unwrap();
         assert_eq!(count(&repo, "tenant-a", &[]), 1200);
 
         let mut changed = records[7].clone();
@@ -285,8 +285,29 @@ fn the_statement_timeout_spares_bulk_imports_and_their_analyze() {
             "{db:?}: a batch takes longer than 1 ms and must not be cancelled"
         );
         impatient
-            .refresh_statistics()
+            .finish_bulk_load()
             .unwrap_or_else(|e| panic!("{db:?}: ANALYZE after the import was cancelled: {e}"));
+        if db.backend() == Backend::Postgres {
+            // The counters' indexes were rebuilt, and every index is valid (a failed REINDEX
+            // CONCURRENTLY leaves an invalid one behind)...
+            execute_sql(
+                &db.repository(),
+                "DO $$ BEGIN \
+                     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                                WHERE c.relnamespace = current_schema()::regnamespace \
+                                  AND NOT i.indisvalid) THEN \
+                         RAISE EXCEPTION 'an invalid index is left'; \
+                     END IF; \
+                 END $$",
+            );
+            // ...and the reads' timeout is in force again.
+            let slow = try_execute_sql(&impatient, "SELECT pg_sleep(0.2)");
+            assert!(
+                slow.as_ref()
+                    .is_err_and(|e| e.contains("statement timeout")),
+                "{slow:?}"
+            );
+        }
         // Checking and rebuilding the counters count every row: operators' commands, spared
         // too.
         assert_eq!(

@@ -61,7 +61,7 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
     )?;
     progress.finish_and_clear();
     if summary.written > 0 {
-        repository.refresh_statistics()?;
+        repository.finish_bulk_load()?;
     }
 
     let seconds = started.elapsed().as_secs_f64();

@@ -74,7 +74,7 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<SeedSummary> 
     };
     let progress = progress_bar(options.items);
     let summary = seed(&repository, &options, &progress)?;
-    repository.refresh_statistics()?;
+    repository.finish_bulk_load()?;
     progress.finish_and_clear();
 
     for (project, items) in &summary.tenants {
