@@ -77,6 +77,7 @@ fn check(report: &benchmark::BenchmarkReport) {
         "{:?}",
         report.disagreements
     );
+    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
     let largest = &report.tenants[0];
     assert_eq!(largest.label, "largest");
     assert!(largest.items > 1000, "{largest:?}");
