@@ -1,10 +1,11 @@
-//! The command-line tool: `import`, `token` and `migrate`, as an operator runs them.
+//! The command-line tool: `import`, `token`, `migrate`, `seed` and `counters`, as an operator
+//! runs them.
 
 use std::io::Write;
 use std::process::Command;
 
 use csbs_api::commands::import::import;
-use csbs_storage::testing::{item_json, test_databases, TestDatabase};
+use csbs_storage::testing::{execute_sql, item_json, test_databases, TestDatabase};
 use serde_json::json;
 
 fn csbs_api(database_url: &str, data_dir: &std::path::Path) -> Command {
@@ -141,4 +142,60 @@ fn the_binary_imports_mints_tokens_and_migrates() {
         .unwrap();
     assert!(!output.status.success());
     std::fs::remove_dir_all(&data_dir).unwrap();
+}
+
+#[test]
+fn counters_check_reports_drift_and_rebuild_repairs_it() {
+    for db in test_databases() {
+        let data_dir =
+            std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+        let output = csbs_api(db.url(), &data_dir)
+            .args(["seed", "--items", "300", "--projects", "3"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{db:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let check = |expect_ok: bool| {
+            let output = csbs_api(db.url(), &data_dir)
+                .args(["counters", "check"])
+                .output()
+                .unwrap();
+            assert_eq!(
+                output.status.success(),
+                expect_ok,
+                "{db:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).unwrap()
+        };
+        assert!(check(true).contains("every counter agrees with the rows"));
+
+        // Damage one counter of each kind, as a bug or a manual edit would.
+        execute_sql(
+            &db.repository(),
+            "UPDATE item_counts SET n = n + 3 WHERE project_id = (SELECT min(project_id) FROM item_counts); \
+             DELETE FROM item_counts_daily WHERE day = (SELECT min(day) FROM item_counts_daily); \
+             UPDATE item_counts_hourly SET n = n + 1 WHERE hour = (SELECT max(hour) FROM item_counts_hourly)",
+        );
+        let report = check(false);
+        for kind in [" total: counter ", " day ", " hour "] {
+            assert!(report.contains(kind), "{db:?}: {kind:?} in\n{report}");
+        }
+
+        let output = csbs_api(db.url(), &data_dir)
+            .args(["counters", "rebuild"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{db:?}");
+        let rebuilt = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(
+            rebuilt.lines().count(),
+            report.lines().count() + 1,
+            "{db:?}: the repaired counters, then a summary:\n{rebuilt}"
+        );
+        assert!(check(true).contains("every counter agrees with the rows"));
+    }
 }
