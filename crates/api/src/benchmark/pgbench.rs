@@ -5,9 +5,13 @@
 //! Each shape's SQL becomes a one-line pgbench script with its bind values written in as
 //! literals (`-M prepared` still prepares it once per connection). Latencies come from
 //! pgbench's per-transaction log (`-l`), throughput from its own `tps` line. pgbench reads its
-//! clock lazily and logs about one transaction in a hundred as taking 0 µs; those count as
-//! requests but are left out of the percentiles.
+//! clock lazily and logs some transactions as taking 0 µs (mostly the one after a slow one, and
+//! under load most of a short run's); as a client starts its next transaction as soon as one
+//! ends, such a transaction's latency is the time between its end and the end of the client's
+//! previous one, both of which the log records. A client's first transaction logged as 0 µs
+//! counts as a request but is left out of the percentiles.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -69,13 +73,12 @@ pub fn measure(
         Some(&log_prefix),
     )?;
     let throughput = tps(&output).context("pgbench printed no tps")?;
-    let (mut latencies, errors) = read_logs(work_dir)?;
-    let requests = latencies.len();
-    latencies.retain(|latency| !latency.is_zero());
+    let log = read_logs(work_dir)?;
+    let mut latencies = log.latencies;
     latencies.sort_unstable();
     Ok(Latency {
-        requests,
-        errors,
+        requests: log.requests,
+        errors: log.errors,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         throughput,
@@ -127,12 +130,20 @@ fn tps(output: &str) -> Option<f64> {
         .and_then(|number| number.parse().ok())
 }
 
-/// Every transaction's latency from the per-thread logs in `dir` (which are removed), and the
-/// number of failed transactions. A log line is `client transaction latency_us script …`;
-/// a failed transaction has `failed` (or `skipped`) for its latency.
-fn read_logs(dir: &Path) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let mut latencies = Vec::new();
-    let mut errors = 0;
+/// What pgbench's per-transaction logs say.
+#[derive(Debug, Default, PartialEq)]
+struct TransactionLog {
+    /// Transactions logged, failed ones included.
+    requests: usize,
+    /// Failed (or skipped) transactions.
+    errors: usize,
+    /// The latency of every transaction that succeeded and whose latency is known.
+    latencies: Vec<Duration>,
+}
+
+/// Reads the per-thread logs in `dir` (and removes them).
+fn read_logs(dir: &Path) -> anyhow::Result<TransactionLog> {
+    let mut log = TransactionLog::default();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let is_log = path
@@ -142,16 +153,47 @@ fn read_logs(dir: &Path) -> anyhow::Result<(Vec<Duration>, usize)> {
         if !is_log {
             continue;
         }
-        for line in std::fs::read_to_string(&path)?.lines() {
-            match line.split_whitespace().nth(2).map(str::parse::<u64>) {
-                Some(Ok(micros)) => latencies.push(Duration::from_micros(micros)),
-                Some(Err(_)) => errors += 1,
-                None => {}
-            }
-        }
+        parse_log(&std::fs::read_to_string(&path)?, &mut log);
         std::fs::remove_file(&path)?;
     }
-    Ok((latencies, errors))
+    Ok(log)
+}
+
+/// Adds one thread's log to `log`. A line is `client transaction latency_us script epoch_s
+/// epoch_us …`, where the epoch is when the transaction ended; a failed transaction has
+/// `failed` (or `skipped`) for its latency. A latency logged as 0 is replaced by the time since
+/// the same client's previous transaction ended (see the module's documentation).
+fn parse_log(text: &str, log: &mut TransactionLog) {
+    let mut previous_end: HashMap<&str, u64> = HashMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(client), Some(latency)) = (fields.first(), fields.get(2)) else {
+            continue;
+        };
+        log.requests += 1;
+        let end = match (fields.get(4), fields.get(5)) {
+            (Some(seconds), Some(micros)) => seconds
+                .parse::<u64>()
+                .ok()
+                .zip(micros.parse::<u64>().ok())
+                .map(|(seconds, micros)| seconds * 1_000_000 + micros),
+            _ => None,
+        };
+        let since_previous = end
+            .zip(previous_end.get(client).copied())
+            .map(|(end, previous)| end.saturating_sub(previous));
+        if let Some(end) = end {
+            previous_end.insert(client, end);
+        }
+        match latency.parse::<u64>() {
+            Ok(0) => match since_previous {
+                Some(micros) if micros > 0 => log.latencies.push(Duration::from_micros(micros)),
+                _ => {}
+            },
+            Ok(micros) => log.latencies.push(Duration::from_micros(micros)),
+            Err(_) => log.errors += 1,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +214,28 @@ mod tests {
         assert_eq!(
             inline_binds("a = $1 AND b = $10 AND c = $2", &binds),
             "a = 1 AND b = 'it''s' AND c = 2"
+        );
+    }
+
+    #[test]
+    fn a_latency_logged_as_zero_is_the_time_since_the_clients_previous_transaction() {
+        // Two clients interleaved, as in one thread's log; client 0's third transaction and
+        // client 1's first are logged as 0 µs; one transaction failed.
+        let text = "0 1 1195 0 1795865557 741475\n\
+                    1 1 0 0 1795865557 741500\n\
+                    0 2 3464 0 1795865557 744939\n\
+                    0 3 0 0 1795865557 745002\n\
+                    1 2 failed 0 1795865557 745100\n\
+                    1 3 43 0 1795865557 745143\n\
+                    0 4 0 0 1795865558 000010\n";
+        let mut log = TransactionLog::default();
+        parse_log(text, &mut log);
+        assert_eq!(log.requests, 7);
+        assert_eq!(log.errors, 1);
+        assert_eq!(
+            log.latencies,
+            [1195, 3464, 63, 43, 255_008].map(Duration::from_micros),
+            "client 1's first transaction has no known latency; the second-boundary is crossed"
         );
     }
 
