@@ -50,6 +50,9 @@ struct Args {
     /// many as `--items`, at most 1,000,000; 0 skips it).
     #[arg(long)]
     sqlite_items: Option<u64>,
+    /// Items per import transaction (default: as `seed`, 2000 on PostgreSQL, 20000 on SQLite).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Connections writing the generated data into PostgreSQL at once.
     #[arg(long, default_value_t = 2)]
     writers: usize,
@@ -108,6 +111,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         items: args.items,
         projects: args.projects,
         seed: args.seed,
+        batch_size: args.batch_size,
         writers: args.writers.max(1),
         requests: args.requests,
         warmup: args.warmup,
@@ -122,7 +126,6 @@ fn run(args: &Args) -> anyhow::Result<()> {
         sqlite_items: args.sqlite_items.unwrap_or(args.items.min(1_000_000)),
         max_seconds: args.max_seconds,
         only: args.only.clone(),
-        ..BenchmarkOptions::default()
     };
     let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;
 

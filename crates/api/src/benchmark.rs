@@ -38,7 +38,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use secrecy::SecretString;
 
 use crate::commands::seed::{progress_bar, seed, SeedOptions};
-use crate::settings::Settings;
+use crate::settings::{default_import_batch, Settings};
 use crate::startup::Application;
 
 /// The PostgreSQL server the benchmark uses unless told otherwise.
@@ -63,8 +63,9 @@ pub struct BenchmarkOptions {
     pub projects: usize,
     /// The seed of the generated data.
     pub seed: u64,
-    /// Items per import transaction.
-    pub batch_size: usize,
+    /// Items per import transaction (`None`: the backend's default, as `seed` and `import`
+    /// take it).
+    pub batch_size: Option<usize>,
     /// Connections writing the import at once (PostgreSQL).
     pub writers: usize,
     /// Measured requests per shape, per side and per concurrency.
@@ -121,7 +122,7 @@ impl Default for BenchmarkOptions {
             items: 100_000,
             projects: 50,
             seed: 42,
-            batch_size: 2000,
+            batch_size: None,
             writers: 2,
             requests: 200,
             warmup: 20,
@@ -187,6 +188,8 @@ pub struct ImportStats {
     pub seconds: f64,
     /// Connections that wrote them at once.
     pub writers: usize,
+    /// Items per transaction (`None`: one statement for all of them).
+    pub batch_size: Option<usize>,
 }
 
 impl ImportStats {
@@ -194,6 +197,13 @@ impl ImportStats {
     pub fn items_per_second(&self) -> f64 {
         self.items as f64 / self.seconds.max(1e-9)
     }
+}
+
+/// `, batches of N` for an import that was cut into transactions, else nothing.
+fn batches(stats: &ImportStats) -> String {
+    stats
+        .batch_size
+        .map_or_else(String::new, |size| format!(", batches of {size}"))
 }
 
 /// A tenant the shapes are asked for.
@@ -219,6 +229,9 @@ pub struct BenchmarkReport {
     pub import_reference: Option<ImportStats>,
     /// The import into a new SQLite database, when asked for.
     pub sqlite_import: Option<ImportStats>,
+    /// The same SQLite rows copied by one `INSERT … SELECT` into a new database with the same
+    /// schema but no counter triggers: SQLite's own bulk-insert speed for this schema.
+    pub sqlite_import_reference: Option<ImportStats>,
     /// What ran the SQL side.
     pub sql_client: SqlClient,
     /// The largest resident memory of this process (service, HTTP clients) seen while the
@@ -289,10 +302,11 @@ impl BenchmarkReport {
             || "already stored".to_owned(),
             |import| {
                 format!(
-                    "imported in {:.1} s ({:.0} items/s, {} writers)",
+                    "imported in {:.1} s ({:.0} items/s, {} writers{})",
                     import.seconds,
                     import.items_per_second(),
-                    import.writers
+                    import.writers,
+                    batches(import),
                 )
             },
         );
@@ -301,12 +315,13 @@ impl BenchmarkReport {
                 || "not measured".to_owned(),
                 |s| {
                     format!(
-                        "{} items in {:.1} s ({:.0} items/s, {} writer{})",
+                        "{} items in {:.1} s ({:.0} items/s, {} writer{}{})",
                         s.items,
                         s.seconds,
                         s.items_per_second(),
                         s.writers,
                         if s.writers == 1 { "" } else { "s" },
+                        batches(s),
                     )
                 },
             )
@@ -317,6 +332,8 @@ impl BenchmarkReport {
              - import into PostgreSQL: {}\n\
              - the same rows by one server-side INSERT … SELECT (same indexes, no counters): {}\n\
              - import into SQLite: {}\n\
+             - the same rows by one INSERT … SELECT into a new SQLite database (same indexes, \
+             no counters): {}\n\
              - SQL side run by: {}\n\
              - peak resident memory of the service process under load: {:.1} MiB\n\n",
             self.items,
@@ -325,6 +342,7 @@ impl BenchmarkReport {
             rate(&self.import),
             rate(&self.import_reference),
             rate(&self.sqlite_import),
+            rate(&self.sqlite_import_reference),
             self.sql_client.label(),
             self.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         );
@@ -592,19 +610,21 @@ pub fn run(
         }
     }
     // Last, so that its memory is not counted as the service's.
-    let sqlite_import = if options.sqlite_items > 0 {
+    let (sqlite_import, sqlite_import_reference) = if options.sqlite_items > 0 {
         progress(&format!(
             "importing {} items into SQLite",
             options.sqlite_items
         ));
-        Some(sqlite_import(options)?)
+        let (import, reference) = sqlite_import(options)?;
+        (Some(import), Some(reference))
     } else {
-        None
+        (None, None)
     };
     Ok(BenchmarkReport {
         import,
         import_reference,
         sqlite_import,
+        sqlite_import_reference,
         sql_client: options.sql_client,
         peak_rss_bytes,
         items: u64::try_from(items)?,
@@ -659,20 +679,71 @@ fn import_reference(conn: &mut PgConnection, rows: i64) -> anyhow::Result<Import
         items: copied as u64,
         seconds,
         writers: 1,
+        batch_size: None,
     })
 }
 
 /// Imports `options.sqlite_items` generated items into a new SQLite database in a temporary
-/// directory, as `seed` does, and times it.
-fn sqlite_import(options: &BenchmarkOptions) -> anyhow::Result<ImportStats> {
+/// directory, as `seed` does, and times it; then times SQLite's own copy of the same rows
+/// into a second new database (the reference).
+fn sqlite_import(options: &BenchmarkOptions) -> anyhow::Result<(ImportStats, ImportStats)> {
     let dir = tempfile::tempdir()?;
-    let url = DatabaseUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("import.db").display()
-    ))?;
-    let repository = Repository::open(&url, &PoolSettings::default())?;
+    let imported = dir.path().join("import.db");
+    let reference = dir.path().join("reference.db");
+    let sqlite_url =
+        |path: &std::path::Path| DatabaseUrl::parse(&format!("sqlite://{}", path.display()));
+    let repository = Repository::open(&sqlite_url(&imported)?, &PoolSettings::default())?;
     repository.migrate()?;
-    seed_timed(&repository, options, options.sqlite_items)
+    let import = seed_timed(&repository, options, options.sqlite_items)?;
+    drop(repository);
+
+    Repository::open(&sqlite_url(&reference)?, &PoolSettings::default())?.migrate()?;
+    let reference_stats = sqlite_import_reference(&reference, &imported)?;
+    Ok((import, reference_stats))
+}
+
+/// Copies every row of `source`'s `backup_items` with one `INSERT … SELECT` into `target`, a
+/// migrated, empty database whose counter triggers are dropped first (as the PostgreSQL
+/// reference has none): the same indexes, the same connection settings and page cache as an
+/// import's connection, one transaction.
+fn sqlite_import_reference(
+    target: &std::path::Path,
+    source: &std::path::Path,
+) -> anyhow::Result<ImportStats> {
+    let mut conn = diesel::SqliteConnection::establish(&target.display().to_string())?;
+    #[derive(QueryableByName)]
+    struct Trigger {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let triggers: Vec<Trigger> = diesel::sql_query(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'backup_items'",
+    )
+    .load(&mut conn)?;
+    for trigger in &triggers {
+        conn.batch_execute(&format!("DROP TRIGGER \"{}\"", trigger.name))?;
+    }
+    conn.batch_execute(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 50000; \
+         ATTACH DATABASE '{}' AS source",
+        source.display().to_string().replace('\'', "''")
+    ))?;
+    let started = Instant::now();
+    let copied = conn.transaction(|conn| {
+        diesel::sql_query(
+            "INSERT INTO main.backup_items SELECT * FROM source.backup_items \
+             ORDER BY project_id, id",
+        )
+        .execute(conn)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(ImportStats {
+        items: copied as u64,
+        seconds,
+        writers: 1,
+        batch_size: None,
+    })
 }
 
 /// Generates and stores `items` items with the options' tenants, seed and batch size.
@@ -681,6 +752,9 @@ fn seed_timed(
     options: &BenchmarkOptions,
     items: u64,
 ) -> anyhow::Result<ImportStats> {
+    let batch_size = options
+        .batch_size
+        .unwrap_or_else(|| default_import_batch(repository.backend()));
     let bar = progress_bar(items);
     let seeded = seed(
         repository,
@@ -688,7 +762,7 @@ fn seed_timed(
             items,
             projects: options.projects,
             seed: options.seed,
-            batch_size: options.batch_size,
+            batch_size,
             writers: options.writers,
         },
         &bar,
@@ -701,6 +775,7 @@ fn seed_timed(
             Backend::Sqlite => 1,
             Backend::Postgres => options.writers,
         },
+        batch_size: Some(batch_size),
     })
 }
 

@@ -67,7 +67,8 @@ pub struct TokenArgs {
 pub struct ImportArgs {
     /// The JSON Lines file, or `-` for standard input.
     pub file: PathBuf,
-    /// Items per transaction (default: the `import.batch_size` setting).
+    /// Items per transaction (default: the `import.batch_size` setting, else 2000 on PostgreSQL
+    /// and 20000 on SQLite).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Connections writing at once on PostgreSQL (default: the `import.writers` setting).
@@ -87,7 +88,8 @@ pub struct SeedArgs {
     /// The random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Items per transaction (default: the `import.batch_size` setting).
+    /// Items per transaction (default: the `import.batch_size` setting, else 2000 on PostgreSQL
+    /// and 20000 on SQLite).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Connections writing at once on PostgreSQL (default: the `import.writers` setting).

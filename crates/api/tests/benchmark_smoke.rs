@@ -57,6 +57,7 @@ fn check(report: &benchmark::BenchmarkReport) {
     let import = report.import.as_ref().expect("the data was generated");
     assert_eq!(import.items, 2000);
     assert!(import.items_per_second() > 0.0);
+    assert_eq!(import.batch_size, Some(2000), "PostgreSQL's default batch");
     let reference = report.import_reference.as_ref().expect("always measured");
     assert_eq!(
         reference.items, 2000,
@@ -65,6 +66,20 @@ fn check(report: &benchmark::BenchmarkReport) {
     let sqlite = report.sqlite_import.as_ref().expect("asked for");
     assert_eq!(sqlite.items, 300);
     assert!(sqlite.items_per_second() > 0.0);
+    assert_eq!(
+        sqlite.batch_size,
+        Some(20_000),
+        "SQLite's own default batch, as `seed` takes it"
+    );
+    let sqlite_reference = report
+        .sqlite_import_reference
+        .as_ref()
+        .expect("measured with the SQLite import");
+    assert_eq!(
+        sqlite_reference.items, 300,
+        "the reference copies every imported row"
+    );
+    assert!(sqlite_reference.items_per_second() > 0.0);
     assert!(
         report.peak_rss_bytes > 1024 * 1024,
         "{} bytes resident",

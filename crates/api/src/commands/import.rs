@@ -39,7 +39,9 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
     repository
         .migrate()
         .context("cannot prepare the database")?;
-    let batch_size = settings.import.batch_size_or(args.batch_size);
+    let batch_size = settings
+        .import
+        .batch_size_or(args.batch_size, url.backend());
     let writers = settings.import.writers_or(args.writers);
 
     let (input, length): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {

@@ -69,7 +69,9 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<SeedSummary> 
         items: args.items,
         projects: args.projects as usize,
         seed: args.seed,
-        batch_size: settings.import.batch_size_or(args.batch_size),
+        batch_size: settings
+            .import
+            .batch_size_or(args.batch_size, url.backend()),
         writers: settings.import.writers_or(args.writers),
     };
     let progress = progress_bar(options.items);
