@@ -552,3 +552,91 @@ fn bulk_writers_never_outnumber_the_pool() {
         assert_eq!(writer.finish().unwrap(), 10_000, "{db:?}");
     }
 }
+
+/// SQLite has one writer at a time, and an import holds the write lock for a whole batch (20,000
+/// items by default): a service write that arrives meanwhile waits for the batch to commit
+/// instead of failing, and only a lock held past the busy timeout makes it unavailable (503),
+/// with nothing written. A raw connection holding the lock stands in for the batch, so that the
+/// overlap is certain.
+#[test]
+fn on_sqlite_a_service_write_waits_out_a_bulk_batch_within_the_busy_timeout() {
+    use csbs_domain::{CurrentItem, Plan};
+    use csbs_storage::{Selection, StoredAnswer, WriteOutcome};
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    use std::time::{Duration, Instant};
+
+    let db = csbs_storage::testing::TestDatabase::sqlite();
+    let busy_timeout = Duration::from_millis(1500);
+    let repository = db.repository_with(&PoolSettings {
+        min_idle: 0,
+        connection: ConnectionSettings {
+            sqlite_busy_timeout: busy_timeout,
+            ..ConnectionSettings::default()
+        },
+        ..PoolSettings::default()
+    });
+    let path = db.url().strip_prefix("sqlite://").unwrap().to_owned();
+    // Holds the write lock for `held`, then commits; returns once the lock is taken.
+    let hold_write_lock = |held: Duration| {
+        let (taken, is_taken) = std::sync::mpsc::channel();
+        let path = path.clone();
+        let holder = std::thread::spawn(move || {
+            let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+            conn.batch_execute("BEGIN IMMEDIATE").unwrap();
+            taken.send(()).unwrap();
+            std::thread::sleep(held);
+            conn.batch_execute("COMMIT").unwrap();
+        });
+        is_taken.recv().unwrap();
+        holder
+    };
+    let write = |id: &str| {
+        let record = item_record("tenant-a", json!({ "id": id }));
+        let project = record.project_id.clone();
+        repository.write(
+            &project,
+            &Selection::Items(vec![record.id.clone()]),
+            None,
+            1_700_000_000_000_000,
+            |_current| {
+                Ok::<_, ()>((
+                    vec![Plan::Write(CurrentItem { record, version: 1 })],
+                    StoredAnswer {
+                        status: 201,
+                        body: String::new(),
+                    },
+                ))
+            },
+        )
+    };
+    let first = "8a0b7c52-3b7e-4b0a-9a57-6f1f3f0c0001";
+    let second = "8a0b7c52-3b7e-4b0a-9a57-6f1f3f0c0002";
+
+    // A batch shorter than the busy timeout: the write waits for it, then lands.
+    let held = Duration::from_millis(600);
+    let started = Instant::now();
+    let holder = hold_write_lock(held);
+    let outcome = write(first).expect("the write waits for the lock");
+    let waited = started.elapsed();
+    holder.join().unwrap();
+    assert!(matches!(outcome, WriteOutcome::Done(_)), "{outcome:?}");
+    assert!(
+        waited >= held,
+        "the write cannot have landed while the lock was held ({waited:?})"
+    );
+
+    // A batch longer than the busy timeout: unavailable, and nothing written.
+    let holder = hold_write_lock(busy_timeout * 2);
+    let error = write(second).expect_err("the lock outlasts the busy timeout");
+    holder.join().unwrap();
+    assert!(
+        matches!(error, StorageError::Unavailable(_)),
+        "a locked database is a 503, not a 500: {error:?}"
+    );
+    let stored = count(&repository, "tenant-a", &[]);
+    assert_eq!(
+        stored, 1,
+        "the first write stays, the refused one left nothing"
+    );
+}
