@@ -28,7 +28,9 @@ pub use item::{BackupRecord, ItemError};
 pub use lifecycle::Deletion;
 pub use page::{PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use param_error::ParamError;
-pub use query_params::{parse_bool, CountQuery, ListQuery};
+pub use query_params::{
+    parse_bool, CountQuery, ListQuery, MAX_FILTER_VALUES, MAX_VALUES_PER_FILTER,
+};
 pub use sort::{SortDirection, SortKey, SortSpec};
 pub use status::BackupStatus;
 pub use time::{format_timestamp, parse_timestamp, Micros};

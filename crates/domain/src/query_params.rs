@@ -4,10 +4,22 @@
 //! SQL. Every refusal names the parameter, and any parameter this service does not know is
 //! refused, because a mistyped filter must never silently widen a count.
 
+use std::collections::HashMap;
+
 use crate::{
     normalize_ip, parse_timestamp, BackupStatus, Criteria, ItemId, PageRequest, ParamError,
     SortSpec, TextValue, MAX_PAGE_LIMIT,
 };
+
+/// The most values one filter parameter may be given (`status=a&status=b&…`).
+///
+/// Every value becomes a bound parameter of the query (and, for a substring filter, one more
+/// term of an OR), so the number must be bounded for the query to stay cheap to build, send
+/// and plan; a hundred alternatives are far beyond what a console or script asks.
+pub const MAX_VALUES_PER_FILTER: usize = 100;
+
+/// The most filter values one query may hold, over all its filter parameters together.
+pub const MAX_FILTER_VALUES: usize = 200;
 
 /// A validated `count` query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,6 +118,9 @@ pub fn parse_bool(parameter: &str, value: &str) -> Result<bool, ParamError> {
 #[derive(Default)]
 struct Parsed {
     criteria: Criteria,
+    /// Values taken so far, per filter parameter and in total.
+    values_per_filter: HashMap<String, usize>,
+    values_in_total: usize,
     starts: Vec<i64>,
     ends: Vec<i64>,
     all_tenants: Option<bool>,
@@ -113,7 +128,13 @@ struct Parsed {
 }
 
 impl Parsed {
+    /// Takes one pair; the values of one filter and of all filters together are bounded.
     fn take(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
+        self.take_value(key, value)?;
+        self.count_value(key)
+    }
+
+    fn take_value(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
         let c = &mut self.criteria;
         let text = |v: &str| TextValue::parse(key, v);
         match key {
@@ -151,6 +172,30 @@ impl Parsed {
                 ))
             }
             _ => return Err(ParamError::new(key, "unknown query parameter")),
+        }
+        Ok(())
+    }
+
+    /// Counts one more accepted value of `key`, refusing it beyond [`MAX_VALUES_PER_FILTER`]
+    /// for the parameter or [`MAX_FILTER_VALUES`] in all. (The flags, given once, never come
+    /// near either.)
+    fn count_value(&mut self, key: &str) -> Result<(), ParamError> {
+        let of_this = self.values_per_filter.entry(key.to_owned()).or_default();
+        *of_this += 1;
+        self.values_in_total += 1;
+        if *of_this > MAX_VALUES_PER_FILTER {
+            return Err(ParamError::new(
+                key,
+                format!("may be given at most {MAX_VALUES_PER_FILTER} times"),
+            ));
+        }
+        if self.values_in_total > MAX_FILTER_VALUES {
+            return Err(ParamError::new(
+                key,
+                format!(
+                    "too many filter values: a query may hold at most {MAX_FILTER_VALUES} in all"
+                ),
+            ));
         }
         Ok(())
     }
@@ -399,6 +444,42 @@ mod tests {
         ] {
             assert_eq!(parse_bool("all_tenants", input).ok(), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn the_values_of_a_filter_are_bounded() {
+        let names: Vec<(&str, String)> = (0..MAX_VALUES_PER_FILTER)
+            .map(|i| ("name", format!("n{i}")))
+            .collect();
+        assert_eq!(
+            count(&pairs(&names)).unwrap().criteria.names.len(),
+            MAX_VALUES_PER_FILTER
+        );
+        let mut one_more = names.clone();
+        one_more.push(("name", "last".to_owned()));
+        let err = count(&pairs(&one_more)).unwrap_err();
+        assert_eq!(err.parameter, "name", "{err}");
+        assert!(err.reason.contains("at most 100"), "{err}");
+
+        // Within each filter's bound, but beyond the bound of the query as a whole.
+        let mut spread: Vec<(&str, String)> = names;
+        spread.extend((0..MAX_VALUES_PER_FILTER).map(|i| ("resource_id", format!("r{i}"))));
+        assert!(count(&pairs(&spread)).is_ok());
+        spread.push(("az", "eu-de-01".to_owned()));
+        let err = list(&pairs(&spread)).unwrap_err();
+        assert_eq!(err.parameter, "az", "{err}");
+        assert!(err.reason.contains("at most 200"), "{err}");
+
+        // An unknown parameter is refused by its name however often it comes.
+        let unknown: Vec<(&str, String)> = (0..500).map(|_| ("nme", "x".to_owned())).collect();
+        assert_eq!(
+            count(&pairs(&unknown)).unwrap_err().reason,
+            "unknown query parameter"
+        );
+    }
+
+    fn pairs<'a>(owned: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+        owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! days from the index). The pieces are summed in one statement, which reads one snapshot, so
 //! the sum is exact under concurrent writes.
 
-use csbs_domain::{BackupFilter, BackupStatus, Criteria, Micros, TenantScope};
+use std::borrow::Cow;
+
+use csbs_domain::{BackupFilter, Criteria, Micros, TenantScope};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -13,7 +15,7 @@ use diesel::sql_types::{BigInt, Nullable};
 
 use crate::connection::{DbConnection, MultiBackend};
 use crate::filters::filtered;
-use crate::prepared::{in_list, static_sql, StaticSql};
+use crate::prepared::{any_of, static_sql, Comparison, StaticSql};
 use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
 use crate::{Repository, StorageError};
 
@@ -47,11 +49,11 @@ pub(crate) fn counters_apply(criteria: &Criteria) -> bool {
         && ips.is_empty()
 }
 
-fn status_texts(criteria: &Criteria) -> Vec<&'static str> {
+fn status_texts(criteria: &Criteria) -> Vec<Cow<'static, str>> {
     criteria
         .effective_statuses()
         .into_iter()
-        .map(BackupStatus::as_str)
+        .map(|status| Cow::Borrowed(status.as_str()))
         .collect()
 }
 
@@ -97,7 +99,11 @@ impl RunQueryDsl<DbConnection> for SumOf<'_> {}
 fn total(filter: &BackupFilter) -> Part<'_> {
     let mut query = item_counts::table
         .select(sum_n())
-        .filter(in_list(item_counts::status, status_texts(&filter.criteria)))
+        .filter(any_of(
+            item_counts::status,
+            Comparison::Equals,
+            status_texts(&filter.criteria),
+        ))
         .into_boxed();
     if let TenantScope::Project(project) = &filter.scope {
         query = query.filter(item_counts::project_id.eq(project.as_str()));
@@ -118,7 +124,11 @@ macro_rules! bucket_sum {
         let filter: &BackupFilter = $filter;
         let mut query = $table::table
             .select(sum_n())
-            .filter(in_list($table::status, status_texts(&filter.criteria)))
+            .filter(any_of(
+                $table::status,
+                Comparison::Equals,
+                status_texts(&filter.criteria),
+            ))
             .into_boxed();
         if let TenantScope::Project(project) = &filter.scope {
             query = query.filter($table::project_id.eq(project.as_str()));

@@ -1,35 +1,22 @@
 //! Criteria to SQL: one `.filter()` per criterion given, on a boxed query that count and list
 //! both start from, so that the two can never disagree about which items match.
 
+use std::borrow::Cow;
+
 use csbs_domain::{BackupFilter, BackupStatus, TenantScope, TextValue};
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::query_builder::QueryFragment;
 
 use crate::connection::MultiBackend;
-use crate::prepared::in_list;
+use crate::prepared::{any_of, Comparison};
 use crate::schema::backup_items;
 
 /// A boxed query over the items table.
 pub(crate) type ItemsQuery<'a> = backup_items::BoxedQuery<'a, MultiBackend>;
 
-/// A boxed boolean condition on the items table.
-type Predicate<'a> =
-    Box<dyn BoxableExpression<backup_items::table, MultiBackend, SqlType = Bool> + 'a>;
-
-/// The OR of one condition per value; `None` when there are no values (criterion not given).
-fn any_of<'a, T>(
-    values: &'a [T],
-    condition: impl Fn(&'a T) -> Predicate<'a>,
-) -> Option<Predicate<'a>> {
-    values
-        .iter()
-        .map(condition)
-        .reduce(|all, next| Box::new(all.or(next)))
-}
-
 /// `%value%` with `\`, `%` and `_` escaped, for `LIKE … ESCAPE '\'`: the wildcards of the
 /// caller's text are ordinary characters.
-fn contains_pattern(value: &TextValue) -> String {
+fn contains_pattern(value: &TextValue) -> Cow<'static, str> {
     let mut pattern = String::with_capacity(value.as_str().len() + 2);
     pattern.push('%');
     for c in value.as_str().chars() {
@@ -39,11 +26,37 @@ fn contains_pattern(value: &TextValue) -> String {
         pattern.push(c);
     }
     pattern.push('%');
-    pattern
+    Cow::Owned(pattern)
 }
 
-fn texts(values: &[TextValue]) -> Vec<&str> {
-    values.iter().map(TextValue::as_str).collect()
+fn texts(values: &[TextValue]) -> Vec<Cow<'_, str>> {
+    values.iter().map(|v| Cow::Borrowed(v.as_str())).collect()
+}
+
+fn patterns(values: &[TextValue]) -> Vec<Cow<'static, str>> {
+    values.iter().map(contains_pattern).collect()
+}
+
+/// `query` narrowed to rows whose `column` matches one of `values`; unchanged when there are
+/// none (the criterion was not given).
+fn matching<'a, C>(
+    query: ItemsQuery<'a>,
+    column: C,
+    comparison: Comparison,
+    values: Vec<Cow<'a, str>>,
+) -> ItemsQuery<'a>
+where
+    C: Column<Table = backup_items::table>
+        + AppearsOnTable<backup_items::table>
+        + QueryFragment<MultiBackend>
+        + Send
+        + 'a,
+{
+    if values.is_empty() {
+        query
+    } else {
+        query.filter(any_of(column, comparison, values))
+    }
 }
 
 /// The rows `filter` selects, unordered and unpaged.
@@ -59,57 +72,79 @@ pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
     if criteria.statuses.is_empty() {
         query = query.filter(items::status.ne(BackupStatus::Deleted.as_str()));
     } else {
-        let statuses: Vec<&str> = criteria
+        let statuses = criteria
             .effective_statuses()
             .iter()
-            .map(|s| s.as_str())
+            .map(|s| Cow::Borrowed(s.as_str()))
             .collect();
-        query = query.filter(in_list(items::status, statuses));
+        query = query.filter(any_of(items::status, Comparison::Equals, statuses));
     }
-    if let Some(p) = any_of(&criteria.names, |v| {
-        Box::new(items::name.like(contains_pattern(v)).escape('\\'))
-    }) {
-        query = query.filter(p);
-    }
-    if let Some(p) = any_of(&criteria.resource_names, |v| {
-        Box::new(
-            items::resource_name
-                .assume_not_null()
-                .like(contains_pattern(v))
-                .escape('\\'),
-        )
-    }) {
-        query = query.filter(p);
-    }
-    if !criteria.resource_ids.is_empty() {
-        query = query.filter(in_list(items::resource_id, texts(&criteria.resource_ids)));
-    }
-    if !criteria.checkpoint_ids.is_empty() {
-        let ids: Vec<&str> = criteria
-            .checkpoint_ids
-            .iter()
-            .map(|id| id.as_str())
-            .collect();
-        query = query.filter(in_list(items::checkpoint_id, ids));
-    }
-    if !criteria.resource_types.is_empty() {
-        query = query.filter(in_list(
-            items::resource_type,
-            texts(&criteria.resource_types),
-        ));
-    }
-    if !criteria.azs.is_empty() {
-        query = query.filter(in_list(items::resource_az, texts(&criteria.azs)));
-    }
-    if !criteria.image_types.is_empty() {
-        query = query.filter(in_list(items::image_type, texts(&criteria.image_types)));
-    }
-    if !criteria.policy_ids.is_empty() {
-        query = query.filter(in_list(items::policy_id, texts(&criteria.policy_ids)));
-    }
+    query = matching(
+        query,
+        items::name,
+        Comparison::Like,
+        patterns(&criteria.names),
+    );
+    query = matching(
+        query,
+        items::resource_name,
+        Comparison::Like,
+        patterns(&criteria.resource_names),
+    );
+    query = matching(
+        query,
+        items::resource_id,
+        Comparison::Equals,
+        texts(&criteria.resource_ids),
+    );
+    let checkpoint_ids = criteria
+        .checkpoint_ids
+        .iter()
+        .map(|id| Cow::Borrowed(id.as_str()))
+        .collect();
+    query = matching(
+        query,
+        items::checkpoint_id,
+        Comparison::Equals,
+        checkpoint_ids,
+    );
+    query = matching(
+        query,
+        items::resource_type,
+        Comparison::Equals,
+        texts(&criteria.resource_types),
+    );
+    query = matching(
+        query,
+        items::resource_az,
+        Comparison::Equals,
+        texts(&criteria.azs),
+    );
+    query = matching(
+        query,
+        items::image_type,
+        Comparison::Equals,
+        texts(&criteria.image_types),
+    );
+    query = matching(
+        query,
+        items::policy_id,
+        Comparison::Equals,
+        texts(&criteria.policy_ids),
+    );
     if !criteria.ips.is_empty() {
-        let ips: Vec<&str> = criteria.ips.iter().map(String::as_str).collect();
-        query = query.filter(in_list(items::private_ip, ips.clone()).or(in_list(items::eip, ips)));
+        let ips: Vec<Cow<'_, str>> = criteria
+            .ips
+            .iter()
+            .map(|ip| Cow::Borrowed(ip.as_str()))
+            .collect();
+        query = query.filter(
+            any_of(items::private_ip, Comparison::Equals, ips.clone()).or(any_of(
+                items::eip,
+                Comparison::Equals,
+                ips,
+            )),
+        );
     }
     if let Some(from) = criteria.created_from {
         query = query.filter(items::created_at_us.ge(from));
@@ -134,7 +169,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             let value = TextValue::parse("name", input).unwrap();
-            assert_eq!(contains_pattern(&value), expected);
+            assert_eq!(contains_pattern(&value), Cow::<str>::Borrowed(expected));
         }
     }
 }

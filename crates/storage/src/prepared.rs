@@ -5,10 +5,12 @@
 //! a query over the items table and its indexes costs more than running a cheap one). It
 //! refuses to cache a statement that holds an SQL literal (`diesel::dsl::sql`) or an `IN` list,
 //! because their text can vary without bound. The pieces here have text that is either fixed
-//! (`StaticSql`) or a function of the number of values (`InList`), and the statement cache is
-//! keyed by the whole SQL text, so caching them is correct; the number of distinct shapes a
-//! connection may accumulate is bounded by the pool instead (`pool::MAX_CACHED_STATEMENTS`).
+//! (`StaticSql`) or, for a criterion with several values (`AnyOf`), independent of the number
+//! of values on PostgreSQL and one of a few texts on SQLite; the statement cache is keyed by
+//! the whole SQL text, so caching them is correct. The number of distinct shapes a connection
+//! may accumulate is bounded by the pool as well (`pool::MAX_CACHED_STATEMENTS`).
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use diesel::expression::{
@@ -59,47 +61,144 @@ impl<ST> ValidGrouping<()> for StaticSql<ST> {
     type IsAggregate = is_aggregate::Never;
 }
 
-/// `expression IN (?, ?, …)` over text values; never empty (the caller skips a criterion
-/// without values).
+/// How each value of an [`AnyOf`] is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Comparison {
+    /// `expression = value`.
+    Equals,
+    /// `expression LIKE value`, with `\` escaping the pattern's wildcards.
+    Like,
+}
+
+/// `expression` compared with any of several text values: one criterion given several times.
+///
+/// The SQL never nests: however many values there are, it is one flat list, so building and
+/// walking it recurses to no depth the caller could choose. And its text depends as little as
+/// possible on the number of values, since each distinct text is another prepared statement:
+///
+/// - PostgreSQL binds the values as one array, `expression = ANY(CAST($1 AS TEXT[]))` (or
+///   `LIKE ANY`), so one statement serves any number of values. Both forms are index
+///   conditions (B-tree array keys; bitmap scans of the trigram indexes for `LIKE`).
+/// - SQLite has no arrays: `expression IN (?, …)`, or a flat `(… LIKE ? ESCAPE '\' OR …)`,
+///   with the list padded to the next power of two by repeating its last value (which changes
+///   nothing it matches), so that at most eight texts exist per criterion
+///   ([`csbs_domain::MAX_VALUES_PER_FILTER`] values at most).
 #[derive(Debug, Clone)]
-pub(crate) struct InList<'a, E> {
+pub(crate) struct AnyOf<'a, E> {
     expression: E,
-    values: Vec<&'a str>,
+    comparison: Comparison,
+    values: Vec<Cow<'a, str>>,
+    /// The values as a PostgreSQL array literal.
+    array: String,
 }
 
-/// `expression IN (values…)`.
-pub(crate) fn in_list<'a, E>(expression: E, values: Vec<&'a str>) -> InList<'a, E> {
-    debug_assert!(!values.is_empty(), "an IN list needs at least one value");
-    InList { expression, values }
+/// `expression` equal to any of `values`, or `LIKE` any of them; never empty (the caller
+/// skips a criterion without values).
+pub(crate) fn any_of<'a, E>(
+    expression: E,
+    comparison: Comparison,
+    values: Vec<Cow<'a, str>>,
+) -> AnyOf<'a, E> {
+    debug_assert!(!values.is_empty(), "a criterion needs at least one value");
+    let array = array_literal(&values);
+    AnyOf {
+        expression,
+        comparison,
+        values,
+        array,
+    }
 }
 
-impl<E> Expression for InList<'_, E> {
+/// `{"a","b\"c"}`: every element quoted, so no value is read as `NULL` or split at a comma.
+fn array_literal(values: &[Cow<'_, str>]) -> String {
+    let mut literal = String::with_capacity(values.iter().map(|v| v.len() + 3).sum::<usize>() + 2);
+    literal.push('{');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for c in value.chars() {
+            if matches!(c, '"' | '\\') {
+                literal.push('\\');
+            }
+            literal.push(c);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
+impl<E> Expression for AnyOf<'_, E> {
     type SqlType = Bool;
 }
 
-impl<E: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for InList<'_, E> {
+impl<E: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for AnyOf<'_, E> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        self.expression.walk_ast(out.reborrow())?;
-        out.push_sql(" IN (");
-        for (i, &value) in self.values.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            out.push_bind_param::<Text, str>(value)?;
+        if matches!(out.backend(), MultiBackend::Postgresql(_)) {
+            self.expression.walk_ast(out.reborrow())?;
+            out.push_sql(match self.comparison {
+                // LIKE's escape character is `\` by default on PostgreSQL.
+                Comparison::Equals => " = ANY(CAST(",
+                Comparison::Like => " LIKE ANY(CAST(",
+            });
+            out.push_bind_param::<Text, str>(&self.array)?;
+            out.push_sql(" AS TEXT[]))");
+            return Ok(());
         }
-        out.push_sql(")");
+        let padded = self.values.len().next_power_of_two();
+        let value = |i: usize| &*self.values[i.min(self.values.len() - 1)];
+        match self.comparison {
+            Comparison::Equals => {
+                self.expression.walk_ast(out.reborrow())?;
+                out.push_sql(" IN (");
+                for i in 0..padded {
+                    if i > 0 {
+                        out.push_sql(", ");
+                    }
+                    out.push_bind_param::<Text, str>(value(i))?;
+                }
+                out.push_sql(")");
+            }
+            Comparison::Like => {
+                out.push_sql("(");
+                for i in 0..padded {
+                    if i > 0 {
+                        out.push_sql(" OR ");
+                    }
+                    self.expression.walk_ast(out.reborrow())?;
+                    out.push_sql(" LIKE ");
+                    out.push_bind_param::<Text, str>(value(i))?;
+                    out.push_sql(" ESCAPE '\\'");
+                }
+                out.push_sql(")");
+            }
+        }
         Ok(())
     }
 }
 
-impl<E> QueryId for InList<'_, E> {
+impl<E> QueryId for AnyOf<'_, E> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for InList<'_, E> {}
-impl<E: SelectableExpression<QS>, QS> SelectableExpression<QS> for InList<'_, E> {}
+impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for AnyOf<'_, E> {}
+impl<E: SelectableExpression<QS>, QS> SelectableExpression<QS> for AnyOf<'_, E> {}
 
-impl<E> ValidGrouping<()> for InList<'_, E> {
+impl<E> ValidGrouping<()> for AnyOf<'_, E> {
     type IsAggregate = is_aggregate::Never;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_literals_quote_every_element() {
+        let values: Vec<Cow<'_, str>> =
+            vec!["a".into(), "NULL".into(), "b,c".into(), "d\"e\\f".into()];
+        assert_eq!(array_literal(&values), r#"{"a","NULL","b,c","d\"e\\f"}"#);
+    }
 }

@@ -323,3 +323,53 @@ pub fn try_execute_sql(repository: &Repository, sql: &str) -> Result<(), String>
         .batch_execute(sql)
         .map_err(|e| e.to_string())
 }
+
+/// A fresh PostgreSQL test database, or `None` when there is no reachable server outside CI
+/// (see [`postgres_admin_url`]).
+pub fn postgres_database() -> Option<TestDatabase> {
+    postgres_admin_url().map(|url| TestDatabase::postgres(&url))
+}
+
+/// Turns `check(db: TestDatabase)` functions into one test per backend, `<name>::sqlite` and
+/// `<name>::postgres`, so that each backend's result is reported on its own and can be run by
+/// name. (The PostgreSQL test returns at once where [`postgres_database`] finds no server.)
+///
+/// `backend_tests!(async: name, …)` does the same for `async fn name(db: TestDatabase)`, run on
+/// actix's test runtime (the calling crate depends on `actix-web`).
+#[macro_export]
+macro_rules! backend_tests {
+    (async: $($check:ident),+ $(,)?) => {
+        $(
+            mod $check {
+                #[actix_web::test]
+                async fn sqlite() {
+                    super::$check($crate::testing::TestDatabase::sqlite()).await;
+                }
+
+                #[actix_web::test]
+                async fn postgres() {
+                    if let Some(db) = $crate::testing::postgres_database() {
+                        super::$check(db).await;
+                    }
+                }
+            }
+        )+
+    };
+    ($($check:ident),+ $(,)?) => {
+        $(
+            mod $check {
+                #[test]
+                fn sqlite() {
+                    super::$check($crate::testing::TestDatabase::sqlite());
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(db) = $crate::testing::postgres_database() {
+                        super::$check(db);
+                    }
+                }
+            }
+        )+
+    };
+}

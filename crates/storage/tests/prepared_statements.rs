@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use csbs_domain::{BackupFilter, CountQuery, ListQuery, ProjectId, TenantScope};
-use csbs_storage::testing::{cached_statements, item_record, test_databases, TestDatabase};
-use csbs_storage::{PoolSettings, Repository, MAX_CACHED_STATEMENTS};
+use csbs_domain::{
+    BackupFilter, CountQuery, ListQuery, ProjectId, TenantScope, MAX_VALUES_PER_FILTER,
+};
+use csbs_storage::testing::{cached_statements, item_record, TestDatabase};
+use csbs_storage::{backend_tests, Backend, PoolSettings, Repository, MAX_CACHED_STATEMENTS};
 use serde_json::json;
 
 /// A repository on `db` whose pool holds one connection, so that every call uses it.
@@ -47,70 +49,127 @@ fn common_requests(repo: &Repository, tenant: &str, resource_id: &str, marker: &
         .unwrap();
 }
 
-#[test]
-fn a_query_shape_is_prepared_once_per_connection() {
-    for db in test_databases() {
-        let repo = single_connection(&db);
-        let mut markers = Vec::new();
-        for tenant in ["tenant-a", "tenant-b", "tenant-c"] {
-            let records: Vec<_> = (0..5)
-                .map(|i| {
-                    item_record(
-                        tenant,
-                        json!({"name": format!("web-{i}"), "resource_id": format!("{tenant}-server-{i}"),
-                               "created_at": format!("2020-0{}-01T00:00:00", i + 1)}),
-                    )
-                })
-                .collect();
-            markers.push(records[2].id.as_str().to_owned());
-            repo.upsert(&records).unwrap();
-        }
+fn a_query_shape_is_prepared_once_per_connection(db: TestDatabase) {
+    let repo = single_connection(&db);
+    let mut markers = Vec::new();
+    for tenant in ["tenant-a", "tenant-b", "tenant-c"] {
+        let records: Vec<_> = (0..5)
+            .map(|i| {
+                item_record(
+                    tenant,
+                    json!({"name": format!("web-{i}"), "resource_id": format!("{tenant}-server-{i}"),
+                           "created_at": format!("2020-0{}-01T00:00:00", i + 1)}),
+                )
+            })
+            .collect();
+        markers.push(records[2].id.as_str().to_owned());
+        repo.upsert(&records).unwrap();
+    }
 
-        common_requests(&repo, "tenant-a", "tenant-a-server-1", &markers[0]);
-        let prepared = cached_statements(&repo);
-        assert!(
-            prepared >= 13,
-            "{db:?}: every request shape should have been prepared, {prepared} were"
-        );
-        common_requests(&repo, "tenant-b", "tenant-b-server-3", &markers[1]);
-        common_requests(&repo, "tenant-c", "tenant-c-server-0", &markers[2]);
+    common_requests(&repo, "tenant-a", "tenant-a-server-1", &markers[0]);
+    let prepared = cached_statements(&repo);
+    assert!(
+        prepared >= 10,
+        "{db:?}: every request shape should have been prepared, {prepared} were"
+    );
+    common_requests(&repo, "tenant-b", "tenant-b-server-3", &markers[1]);
+    common_requests(&repo, "tenant-c", "tenant-c-server-0", &markers[2]);
+    assert_eq!(
+        cached_statements(&repo),
+        prepared,
+        "{db:?}: the same shapes with other values must reuse their statements"
+    );
+}
+
+/// However many values a filter is given, they take one statement on PostgreSQL (one array
+/// parameter) and at most eight on SQLite (lists padded to powers of two, up to 128).
+fn the_number_of_values_does_not_multiply_statements(db: TestDatabase) {
+    let repo = single_connection(&db);
+    repo.upsert(&[item_record(
+        "tenant-a",
+        json!({"resource_id": "server-1", "name": "web-1"}),
+    )])
+    .unwrap();
+    let before = cached_statements(&repo);
+    for n in 1..=MAX_VALUES_PER_FILTER {
+        let ids: Vec<String> = (0..n).map(|i| format!("server-{i}")).collect();
+        let names: Vec<String> = (1..n).map(|i| format!("nope-{i}")).collect();
+        let mut pairs: Vec<(&str, &str)> =
+            ids.iter().map(|id| ("resource_id", id.as_str())).collect();
         assert_eq!(
-            cached_statements(&repo),
-            prepared,
-            "{db:?}: the same shapes with other values must reuse their statements"
+            repo.count(&scoped("tenant-a", &pairs)).unwrap(),
+            u64::from(n >= 2),
+            "{db:?}: {n} resource ids"
+        );
+        pairs.extend(names.iter().map(|name| ("name", name.as_str())));
+        pairs.push(("name", "web"));
+        assert_eq!(
+            repo.count(&scoped("tenant-a", &pairs)).unwrap(),
+            u64::from(n >= 2),
+            "{db:?}: {n} resource ids and names"
         );
     }
+    let added = cached_statements(&repo) - before;
+    let bound = match db.backend() {
+        Backend::Postgres => 2,
+        // 1, 2, 4, …, 128 resource ids alone, and with 2, 4, …, 128 names.
+        Backend::Sqlite => 8 + 8,
+    };
+    assert!(
+        added <= bound,
+        "{db:?}: {added} statements for one to {MAX_VALUES_PER_FILTER} values"
+    );
 }
 
-#[test]
-fn a_connection_with_too_many_prepared_statements_is_replaced() {
-    for db in test_databases() {
-        let repo = single_connection(&db);
-        repo.upsert(&[item_record("tenant-a", json!({"resource_id": "server-1"}))])
-            .unwrap();
-        let mut replaced = false;
-        let mut previous = cached_statements(&repo);
-        // Each number of resource ids is another statement (`IN (?, ?, …)`).
-        for n in 1..=MAX_CACHED_STATEMENTS + 10 {
-            let ids: Vec<String> = (0..n).map(|i| format!("server-{i}")).collect();
-            let pairs: Vec<(&str, &str)> =
-                ids.iter().map(|id| ("resource_id", id.as_str())).collect();
-            assert_eq!(
-                repo.count(&scoped("tenant-a", &pairs)).unwrap(),
-                u64::from(n >= 2),
-                "{db:?}"
-            );
-            let now = cached_statements(&repo);
-            assert!(
-                now <= MAX_CACHED_STATEMENTS + 1,
-                "{db:?}: {now} statements cached on one connection"
-            );
-            replaced |= now < previous;
-            previous = now;
+/// Every distinct sort order is a statement of its own; a connection that has prepared too
+/// many is closed on its return to the pool and replaced.
+fn a_connection_with_too_many_prepared_statements_is_replaced(db: TestDatabase) {
+    let repo = single_connection(&db);
+    repo.upsert(&[item_record("tenant-a", json!({"resource_id": "server-1"}))])
+        .unwrap();
+    // (`id` ends a sort: keys after it would be dropped, and the orders would repeat.)
+    let keys = ["created_at", "updated_at", "name", "status", "protected_at"];
+    let mut sorts = Vec::new();
+    for a in keys {
+        for b in keys.iter().filter(|b| **b != a) {
+            for c in keys.iter().filter(|c| **c != a && *c != b) {
+                for directions in 0..8 {
+                    let direction = |bit: i32| if directions & bit == 0 { "asc" } else { "desc" };
+                    sorts.push(format!(
+                        "{a}:{},{b}:{},{c}:{}",
+                        direction(1),
+                        direction(2),
+                        direction(4)
+                    ));
+                }
+            }
         }
-        assert!(
-            replaced,
-            "{db:?}: the connection should have been replaced after {MAX_CACHED_STATEMENTS} statements"
-        );
     }
+    assert!(sorts.len() > MAX_CACHED_STATEMENTS + 10);
+    let mut replaced = false;
+    let mut previous = cached_statements(&repo);
+    for sort in sorts.iter().take(MAX_CACHED_STATEMENTS + 10) {
+        let list = ListQuery::from_pairs(&[("sort", sort.as_str())]).unwrap();
+        let page = repo
+            .list(&scoped("tenant-a", &[]), &list.sort, &list.page)
+            .unwrap();
+        assert_eq!(page.documents.len(), 1, "{db:?}");
+        let now = cached_statements(&repo);
+        assert!(
+            now <= MAX_CACHED_STATEMENTS + 1,
+            "{db:?}: {now} statements cached on one connection"
+        );
+        replaced |= now < previous;
+        previous = now;
+    }
+    assert!(
+        replaced,
+        "{db:?}: the connection should have been replaced after {MAX_CACHED_STATEMENTS} statements"
+    );
 }
+
+backend_tests!(
+    a_query_shape_is_prepared_once_per_connection,
+    the_number_of_values_does_not_multiply_statements,
+    a_connection_with_too_many_prepared_statements_is_replaced,
+);

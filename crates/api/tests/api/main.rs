@@ -6,6 +6,7 @@ mod auth;
 mod checkpoint_items;
 mod command_line;
 mod errors;
+mod hardening;
 mod helpers;
 mod ingest;
 mod observability;
