@@ -83,7 +83,7 @@ pub async fn envelope(
     let elapsed = started.elapsed();
     if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
         state.metrics.observe_request(
-            response.request().method().as_str(),
+            response.request().method(),
             &route,
             status.as_u16(),
             elapsed.as_secs_f64(),

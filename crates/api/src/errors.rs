@@ -36,9 +36,9 @@ pub enum ApiError {
     /// No route has this path.
     #[error("No route matches {0}")]
     NoRoute(String),
-    /// The route exists, the method does not.
-    #[error("Method {0} is not allowed on this route")]
-    MethodNotAllowed(String),
+    /// The route exists, the method does not; `allow` lists the methods it takes.
+    #[error("Method {method} is not allowed on this route")]
+    MethodNotAllowed { method: String, allow: String },
     /// The database cannot answer now.
     #[error("The service is temporarily unavailable; retry later")]
     Unavailable(String),
@@ -56,7 +56,7 @@ impl ApiError {
             Self::Forbidden(_) => "APIGW.0302",
             Self::NotFound(_) => "CSBS.3001",
             Self::Conflict(_) => "CSBS.9409",
-            Self::NoRoute(_) | Self::MethodNotAllowed(_) => "APIGW.0101",
+            Self::NoRoute(_) | Self::MethodNotAllowed { .. } => "APIGW.0101",
             Self::Unavailable(_) => "CSBS.9998",
             Self::Internal(_) => "CSBS.9999",
         }
@@ -128,7 +128,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,6 +146,9 @@ impl ResponseError for ApiError {
         }
         if matches!(self, Self::Unauthenticated(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         let body = ErrorBody {
             code: self.code(),

@@ -2,6 +2,7 @@
 //! their latency, the database pool, database errors, and ingest outcomes. Process metrics
 //! (resident memory, CPU, open files) come from the `process` collector.
 
+use actix_web::http::Method;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -101,8 +102,11 @@ impl Metrics {
         })
     }
 
-    /// Records one answered request.
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Records one answered request. `route` is a route pattern of the service or
+    /// `(no route)`, never the request's path, and the method is folded by [`method_label`], so
+    /// that no label takes an unbounded set of values from clients.
+    pub fn observe_request(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
         self.requests
             .with_label_values(&[method, route, &status.to_string()])
             .inc();
@@ -134,6 +138,26 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8_lossy(&buffer).into_owned()
     }
+}
+
+/// The label of a request method: the standard methods by name, anything else (HTTP allows any
+/// token as a method) as `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |(_, label)| label)
 }
 
 /// The pool's state at one moment.

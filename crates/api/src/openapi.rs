@@ -132,7 +132,8 @@ const CANONICAL_UUID_PATTERN: &str =
 /// No control characters (Unicode category Cc), as `TextValue::parse` requires.
 const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 /// The time grammar of filters and ingest bodies: `YYYY-MM-DDTHH:MM:SS[.f{1,6}][Z|±HH:MM]`.
-const REQUEST_TIME_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\
+/// Years 0001–9999, as the parser takes them.
+const REQUEST_TIME_PATTERN: &str = "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\
     T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$";
 /// The time format of answers: UTC, microseconds, no zone.
 const STORED_TIME_PATTERN: &str =
@@ -226,7 +227,10 @@ fn repeatable(name: &str, description: &str, item: impl Into<RefOr<Schema>>) -> 
         name,
         ParameterIn::Query,
         description,
-        ArrayBuilder::new().items(item.into()).min_items(Some(1)),
+        ArrayBuilder::new()
+            .items(item.into())
+            .min_items(Some(1))
+            .max_items(Some(csbs_domain::MAX_VALUES_PER_FILTER)),
     )
     .style(Some(ParameterStyle::Form))
     .explode(Some(true))

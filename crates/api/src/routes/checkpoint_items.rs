@@ -2,7 +2,7 @@
 //! `GET /v1/{project_id}/checkpoint_items/{checkpoint_item_id}` (spec §1–§4).
 
 use actix_web::http::header::ContentType;
-use actix_web::middleware::from_fn;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_auth::Caller;
 use csbs_domain::{
@@ -11,32 +11,28 @@ use csbs_domain::{
 };
 use csbs_storage::ItemPage;
 
-use super::{method_not_allowed, query_pairs};
+use super::{query_pairs, register};
 use crate::authentication::Authenticated;
-use crate::envelope::catch_panics;
 use crate::errors::ApiError;
 use crate::openapi as doc;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `count` is registered before `{checkpoint_item_id}`, which would otherwise take it.
-    cfg.service(
-        web::resource("/v1/{project_id}/checkpoint_items/count")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(count))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/{project_id}/checkpoint_items")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/{project_id}/checkpoint_items/{checkpoint_item_id}")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(show))
-            .default_service(web::to(method_not_allowed)),
+    register(
+        cfg,
+        "/v1/{project_id}/checkpoint_items/count",
+        [(Method::GET, web::to(count))],
+    );
+    register(
+        cfg,
+        "/v1/{project_id}/checkpoint_items",
+        [(Method::GET, web::to(list))],
+    );
+    register(
+        cfg,
+        "/v1/{project_id}/checkpoint_items/{checkpoint_item_id}",
+        [(Method::GET, web::to(show))],
     );
 }
 

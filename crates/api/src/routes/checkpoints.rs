@@ -3,15 +3,14 @@
 //! `?checkpoint_items=ID`). The items move to `waiting_delete`; the backup engine carries on
 //! through the ingest API. Repeating the request is harmless.
 
-use actix_web::middleware::from_fn;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_domain::{deletion_requested, Deletion, ItemId, ParamError, Plan, ProjectId};
 use csbs_storage::{Selection, StoredAnswer};
 
 use super::ingest::{now_micros, refusal, run_write};
-use super::{method_not_allowed, query_pairs};
+use super::{query_pairs, register};
 use crate::authentication::Authenticated;
-use crate::envelope::catch_panics;
 use crate::errors::ApiError;
 use crate::openapi as doc;
 use crate::state::AppState;
@@ -20,11 +19,10 @@ use crate::state::AppState;
 pub const PROVIDER_ID: &str = "fc4d5750-22e7-4798-8a46-f48f62c4c1da";
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}")
-            .wrap(from_fn(catch_panics))
-            .route(web::delete().to(delete_checkpoint))
-            .default_service(web::to(method_not_allowed)),
+    register(
+        cfg,
+        "/v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}",
+        [(Method::DELETE, web::to(delete_checkpoint))],
     );
 }
 

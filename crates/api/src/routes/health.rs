@@ -2,34 +2,19 @@
 //! answering) and `GET /metrics` (Prometheus text). None needs a token: expose them to the
 //! platform, not the internet. All are cheap enough to poll every second.
 
-use actix_web::middleware::from_fn;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 
-use crate::envelope::catch_panics;
+use super::register;
 use crate::errors::ApiError;
 use crate::metrics::PoolGauges;
 use crate::openapi as doc;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/healthz")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(healthz))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/metrics")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(metrics))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/readyz")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(readyz))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    register(cfg, "/healthz", [(Method::GET, web::to(healthz))]);
+    register(cfg, "/metrics", [(Method::GET, web::to(metrics))]);
+    register(cfg, "/readyz", [(Method::GET, web::to(readyz))]);
 }
 
 /// Liveness

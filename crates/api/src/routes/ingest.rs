@@ -11,8 +11,7 @@
 //! answer as the first time even after its item moved on.
 
 use actix_web::http::header::{ContentType, HeaderName};
-use actix_web::http::StatusCode;
-use actix_web::middleware::from_fn;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_domain::{
     plan_status, plan_write, CurrentItem, IngestError, ItemError, ItemId, ItemWrite, ParamError,
@@ -22,32 +21,30 @@ use csbs_storage::{Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutco
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{method_not_allowed, query_pairs};
+use super::{query_pairs, register};
 use crate::authentication::Authenticated;
-use crate::envelope::catch_panics;
 use crate::errors::ApiError;
 use crate::openapi as doc;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/ingest/v1/{project_id}/checkpoint_items")
-            .wrap(from_fn(catch_panics))
-            .route(web::post().to(bulk))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}")
-            .wrap(from_fn(catch_panics))
-            .route(web::put().to(put_item))
-            .route(web::get().to(get_item))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}/status")
-            .wrap(from_fn(catch_panics))
-            .route(web::post().to(change_status))
-            .default_service(web::to(method_not_allowed)),
+    register(
+        cfg,
+        "/ingest/v1/{project_id}/checkpoint_items",
+        [(Method::POST, web::to(bulk))],
+    );
+    register(
+        cfg,
+        "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}",
+        [
+            (Method::GET, web::to(get_item)),
+            (Method::PUT, web::to(put_item)),
+        ],
+    );
+    register(
+        cfg,
+        "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}/status",
+        [(Method::POST, web::to(change_status))],
     );
 }
 

@@ -6,8 +6,9 @@ pub(crate) mod checkpoints;
 pub(crate) mod health;
 pub(crate) mod ingest;
 
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, Route};
 
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
@@ -19,12 +20,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     checkpoints::configure(cfg);
     health::configure(cfg);
     ingest::configure(cfg);
-    cfg.service(
-        web::resource("/openapi.json")
-            .wrap(from_fn(catch_panics))
-            .route(web::get().to(openapi::serve))
-            .default_service(web::to(method_not_allowed)),
+    register(
+        cfg,
+        "/openapi.json",
+        [(Method::GET, web::to(openapi::serve))],
     );
+}
+
+/// Registers the resource at `path` with a handler per method: each guarded against panics
+/// (a panic is answered 500, the worker lives on), and any other method answered 405 with the
+/// `Allow` header listing these.
+fn register<const N: usize>(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    routes: [(Method, Route); N],
+) {
+    let allow = routes
+        .iter()
+        .map(|(method, _)| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(path).wrap(from_fn(catch_panics));
+    for (method, route) in routes {
+        resource = resource.route(route.method(method));
+    }
+    cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move { method_not_allowed(&req, allow) }
+    })));
 }
 
 /// The answer for a path no route has (404 `APIGW.0101`).
@@ -32,9 +55,13 @@ pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NoRoute(req.path().to_owned()))
 }
 
-/// The answer for a known path with a method it does not take (405 `APIGW.0101`).
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+/// The answer for a known path with a method it does not take (405 `APIGW.0101`, with the
+/// methods it takes in `Allow`).
+fn method_not_allowed(req: &HttpRequest, allow: String) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        allow,
+    })
 }
 
 /// The query string as the pairs it holds, in order, repeated keys included.

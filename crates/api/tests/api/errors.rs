@@ -17,6 +17,17 @@ async fn every_error_has_the_json_body_and_request_ids() {
         .send()
         .await
         .unwrap();
+    assert_eq!(response.headers()["allow"], "GET");
+    assert_error(response, 405, "APIGW.0101").await;
+    // A 405 says which methods the route takes (RFC 9110 §15.5.6).
+    let item = "/ingest/v1/tenant-a/checkpoint_items/7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12";
+    let response = app
+        .client
+        .post(format!("{}{item}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "GET, PUT");
     assert_error(response, 405, "APIGW.0101").await;
     let response = app
         .get(
