@@ -26,6 +26,15 @@ pub enum ApiError {
     /// A valid token without the right to this request.
     #[error("Access denied: {0}")]
     Forbidden(#[from] AccessDenied),
+    /// A request body larger than the service takes, before or after decoding.
+    #[error("Invalid request parameters: {0}")]
+    PayloadTooLarge(String),
+    /// A body in a `Content-Encoding` the service does not read.
+    #[error("Invalid request parameters: {0}")]
+    UnsupportedEncoding(String),
+    /// A request body that did not arrive in time.
+    #[error("Invalid request parameters: {0}")]
+    BodyTimeout(String),
     /// The backup (or backup record) does not exist for this tenant.
     #[error("{0}")]
     NotFound(String),
@@ -51,7 +60,10 @@ impl ApiError {
     /// The error code of spec §6.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidParameter(_) => "CSBS.9001",
+            Self::InvalidParameter(_)
+            | Self::PayloadTooLarge(_)
+            | Self::UnsupportedEncoding(_)
+            | Self::BodyTimeout(_) => "CSBS.9001",
             Self::Unauthenticated(_) => "APIGW.0301",
             Self::Forbidden(_) => "APIGW.0302",
             Self::NotFound(_) => "CSBS.3001",
@@ -124,6 +136,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
@@ -149,6 +164,10 @@ impl ResponseError for ApiError {
         }
         if let Self::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        // The rest of a refused body is not read: the connection cannot carry another request.
+        if matches!(self, Self::PayloadTooLarge(_) | Self::BodyTimeout(_)) {
+            response.force_close();
         }
         let body = ErrorBody {
             code: self.code(),

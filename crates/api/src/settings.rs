@@ -46,6 +46,11 @@ pub struct ServerSettings {
     /// Base URL for `checkpoint_items_links` (e.g. `https://csbs.example.com`); empty means the
     /// scheme and host the request came in on.
     pub public_base_url: String,
+    /// How long a client may take to send a request's headers (from the connection's first
+    /// byte, or the end of its previous request); then the connection is closed with 408.
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's whole body; then 408.
+    pub body_timeout_ms: u64,
 }
 
 /// The database and its connection pool.

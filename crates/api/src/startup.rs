@@ -15,6 +15,7 @@ use secrecy::ExposeSecret;
 
 use crate::envelope::envelope;
 use crate::metrics::Metrics;
+use crate::request_body::BodyLimits;
 use crate::routes;
 use crate::settings::Settings;
 use crate::signing_secret::{ensure_signing_key, SecretSource};
@@ -74,11 +75,14 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
-        let body_limit = settings.ingest.max_body_bytes;
+        let body_limits = web::Data::new(BodyLimits {
+            max_bytes: settings.ingest.max_body_bytes,
+            timeout: Duration::from_millis(settings.server.body_timeout_ms),
+        });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(body_limits.clone())
                 .wrap(from_fn(envelope))
                 // Outermost, so that it compresses the envelope's final bodies.
                 .wrap(Compress::default())
@@ -87,6 +91,7 @@ impl Application {
                 .default_service(web::to(routes::no_route))
         })
         .shutdown_timeout(settings.server.shutdown_grace_seconds)
+        .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);

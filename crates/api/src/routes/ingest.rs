@@ -25,6 +25,7 @@ use super::{query_pairs, register};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
 use crate::openapi as doc;
+use crate::request_body::RequestBody;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -193,7 +194,7 @@ async fn put_item(
     caller: Authenticated,
     path: web::Path<(String, String)>,
     req: HttpRequest,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, id) = path.into_inner();
@@ -272,7 +273,7 @@ async fn change_status(
     caller: Authenticated,
     path: web::Path<(String, String)>,
     req: HttpRequest,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, id) = path.into_inner();
@@ -315,7 +316,7 @@ async fn bulk(
     caller: Authenticated,
     path: web::Path<String>,
     req: HttpRequest,
-    body: web::Bytes,
+    RequestBody(body): RequestBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, key) = admit(&caller, &path, &req, &body)?;

@@ -12,6 +12,7 @@ mod ingest;
 mod observability;
 mod openapi;
 mod outages;
+mod request_bodies;
 mod shutdown;
 mod tenant_isolation;
 mod token_attacks;
