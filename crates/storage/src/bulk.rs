@@ -91,7 +91,7 @@ impl Repository {
                     "PRAGMA cache_size = -{SQLITE_BULK_CACHE_KIB}; \
                      PRAGMA wal_autocheckpoint = {SQLITE_BULK_CHECKPOINT_PAGES}; {CREATE_STAGING}"
                 ))?;
-                let written = sqlite.transaction(|sqlite| {
+                let written = sqlite.immediate_transaction(|sqlite| {
                     for row in &rows {
                         diesel::insert_into(import_staging::table)
                             .values(row)

@@ -33,6 +33,23 @@ pub struct IdempotencyKey {
     pub request_hash: String,
 }
 
+impl IdempotencyKey {
+    /// The PostgreSQL advisory lock of this key in `project`: the first eight bytes of
+    /// SHA-256 over both. Two keys sharing a lock only wait for each other.
+    fn lock_id(&self, project: &ProjectId) -> i64 {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"csbs idempotency key\0")
+            .chain_update(project.as_str())
+            .chain_update(b"\0")
+            .chain_update(&self.key)
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
 /// An HTTP answer kept for retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
@@ -95,9 +112,14 @@ impl Repository {
         decide: impl FnOnce(Vec<Option<CurrentItem>>) -> Result<Decision, E>,
     ) -> Result<WriteOutcome<E>, StorageError> {
         let mut conn = self.connection()?;
-        let result = conn.transaction::<_, Abort<E>, _>(|conn| {
-            // A write first: on SQLite it takes the database's write lock now, so the reads
-            // below cannot go stale before the writes (SQLite would refuse the upgrade).
+        let result = write_transaction::<_, Abort<E>>(&mut conn, |conn| {
+            if let (Some(key), DbConnection::Postgresql(pg)) = (idempotency, &mut *conn) {
+                // Requests with one key wait for each other here, so that a retry racing its
+                // first attempt finds the answer stored rather than inserting the key twice.
+                diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                    .bind::<diesel::sql_types::BigInt, _>(key.lock_id(project))
+                    .execute(pg)?;
+            }
             diesel::delete(
                 ingest_requests::table
                     .filter(ingest_requests::project_id.eq(project.as_str()))
@@ -154,7 +176,16 @@ impl Repository {
                         ingest_requests::response_body.eq(&answer.body),
                         ingest_requests::created_at_us.eq(now),
                     ))
-                    .execute(conn)?;
+                    .execute(conn)
+                    .map_err(|error| match error {
+                        // Only if another writer stored the key past the lock (it cannot on
+                        // either backend): a conflict to retry, not an error.
+                        diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::UniqueViolation,
+                            _,
+                        ) => Abort::Raced,
+                        other => other.into(),
+                    })?;
             }
             Ok(WriteOutcome::Done(answer))
         });
@@ -165,6 +196,33 @@ impl Repository {
             Err(Abort::Storage(error)) => Err(error),
         }
     }
+}
+
+/// Runs `body` in a transaction that holds the database's write lock from its start: on
+/// SQLite `BEGIN IMMEDIATE`, which waits for another writer within the busy timeout. (A
+/// deferred transaction would read first and then fail at once with "database is locked" if
+/// another writer committed before it could write; PostgreSQL takes row locks as it goes.)
+fn write_transaction<T, E>(
+    conn: &mut DbConnection,
+    body: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(body);
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    let outcome = body(conn);
+    // (The connection is still the SQLite one; the other arm only satisfies the match.)
+    if let DbConnection::Sqlite(sqlite) = conn {
+        match &outcome {
+            Ok(_) => AnsiTransactionManager::commit_transaction(sqlite)?,
+            Err(_) => AnsiTransactionManager::rollback_transaction(sqlite)?,
+        }
+    }
+    outcome
 }
 
 /// Stores `item`: an insert when there was no row (`before` is `None`), else a replacement of

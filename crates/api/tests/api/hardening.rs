@@ -109,4 +109,123 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     );
 }
 
-backend_tests!(async: many_values_of_a_filter_are_refused_not_a_crash);
+/// Sends `body` to `path` with `method` eight times at once; the statuses and bodies.
+async fn eight_at_once(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    bodies: &[serde_json::Value],
+    key: Option<&str>,
+) -> Vec<(u16, String)> {
+    let token = app.token("tenant-a", &["csbs_service"]);
+    let requests = (0..8).map(|i| {
+        let mut request = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .header("X-Auth-Token", &token)
+            .json(&bodies[i % bodies.len()]);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+/// Retries racing each other with one `Idempotency-Key` answered 500 (the second insert of the
+/// key failed): the loser of such a race gets the stored answer, or 409, never an error.
+async fn racing_retries_get_the_first_answer_or_409(db: TestDatabase) {
+    let app = TestApp::spawn(db).await;
+    let label = app.db_label.clone();
+    for round in 0..20 {
+        // Eight copies of one creation with one key: one stores, the others replay its answer.
+        let mut item =
+            csbs_storage::testing::item_json("tenant-a", json!({"status": "protecting"}));
+        item["version"] = json!(1);
+        let id = item["id"].as_str().unwrap().to_owned();
+        let path = format!("/ingest/v1/tenant-a/checkpoint_items/{id}");
+        let key = format!("create-{round}");
+        let answers = eight_at_once(
+            &app,
+            reqwest::Method::PUT,
+            &path,
+            &[item.clone()],
+            Some(&key),
+        )
+        .await;
+        let stored: Vec<&String> = answers
+            .iter()
+            .filter(|(s, _)| *s == 201)
+            .map(|(_, b)| b)
+            .collect();
+        assert!(
+            answers.iter().all(|(s, _)| *s == 201 || *s == 409),
+            "{label}: round {round}: {answers:?}"
+        );
+        assert!(!stored.is_empty(), "{label}: {answers:?}");
+        assert!(
+            stored.iter().all(|b| *b == stored[0]),
+            "{label}: replays answer as the first time"
+        );
+
+        // Eight copies of one status change without a key: the first applies, the rest are
+        // retries of the version now stored (or lost a race: 409).
+        let change = json!({"status": "available", "version": 2});
+        let answers = eight_at_once(
+            &app,
+            reqwest::Method::POST,
+            &format!("{path}/status"),
+            &[change],
+            None,
+        )
+        .await;
+        assert!(
+            answers.iter().all(|(s, _)| *s == 200 || *s == 409),
+            "{label}: round {round}: {answers:?}"
+        );
+        assert!(
+            answers.iter().any(|(s, _)| *s == 200),
+            "{label}: {answers:?}"
+        );
+
+        // Eight different creations under one key: one is stored, the key then refuses the rest.
+        let bodies: Vec<serde_json::Value> = (0..8)
+            .map(|_| {
+                let mut item = csbs_storage::testing::item_json("tenant-a", json!({}));
+                item["version"] = json!(1);
+                json!({"checkpoint_items": [item]})
+            })
+            .collect();
+        let key = format!("shared-{round}");
+        let answers = eight_at_once(
+            &app,
+            reqwest::Method::POST,
+            "/ingest/v1/tenant-a/checkpoint_items",
+            &bodies,
+            Some(&key),
+        )
+        .await;
+        let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{label}: round {round}: {answers:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 409).count(),
+            7,
+            "{label}: {answers:?}"
+        );
+    }
+    // Per round: the one item created twice over, and one of the eight bulk items.
+    assert_eq!(app.count("tenant-a", "").await, 40, "{label}");
+}
+
+backend_tests!(
+    async: many_values_of_a_filter_are_refused_not_a_crash,
+    racing_retries_get_the_first_answer_or_409,
+);

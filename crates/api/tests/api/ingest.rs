@@ -563,7 +563,7 @@ async fn concurrent_engines_lose_no_acknowledged_write() {
                                 acknowledged.push((id.clone(), mark.clone()));
                                 break;
                             }
-                            409 | 503 => continue,
+                            409 => continue,
                             other => panic!("unexpected {other}: {}", response.text().unwrap()),
                         }
                     }
