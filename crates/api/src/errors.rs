@@ -193,6 +193,14 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
             (StorageError::Timeout, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                StorageError::ReadOnly("read-only transaction".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StorageError::StorageFull("database or disk is full".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
             (StorageError::UnknownMarker, StatusCode::BAD_REQUEST),
             (
                 StorageError::Query("syntax error at SELECT".into()),

@@ -51,7 +51,7 @@ impl Metrics {
         let database_errors = IntCounterVec::new(
             Opts::new(
                 "database_errors_total",
-                "Failed database operations, by kind (unavailable, timeout, other)",
+                "Failed database operations, by kind (unavailable, timeout, read_only, storage_full, other, …)",
             ),
             &["kind"],
         )?;

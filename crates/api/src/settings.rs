@@ -67,6 +67,8 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
     pub connect_timeout_seconds: u64,
     pub sqlite_busy_timeout_ms: u64,
+    /// Connections are closed and replaced this long after they were opened.
+    pub max_connection_lifetime_seconds: u64,
 }
 
 /// Logging.
@@ -155,6 +157,7 @@ impl DatabaseSettings {
             max_size: self.max_connections,
             min_idle: self.min_idle_connections,
             connection_timeout: Duration::from_millis(self.pool_timeout_ms),
+            max_lifetime: Duration::from_secs(self.max_connection_lifetime_seconds.max(1)),
             connection: ConnectionSettings {
                 statement_timeout: Duration::from_millis(self.statement_timeout_ms),
                 connect_timeout: Duration::from_secs(self.connect_timeout_seconds),

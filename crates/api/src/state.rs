@@ -63,11 +63,9 @@ impl AppState {
             .await
             .map_err(|error| ApiError::Internal(format!("blocking task failed: {error}")))?
             .map_err(|error| {
-                match &error {
-                    StorageError::UnknownMarker => {}
-                    StorageError::Unavailable(_) => self.metrics.database_error("unavailable"),
-                    StorageError::Timeout => self.metrics.database_error("timeout"),
-                    _ => self.metrics.database_error("other"),
+                // An unknown marker is the caller's mistake, not a failure of the database.
+                if !matches!(error, StorageError::UnknownMarker) {
+                    self.metrics.database_error(error.kind());
                 }
                 ApiError::from(error)
             })

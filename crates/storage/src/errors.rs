@@ -16,6 +16,14 @@ pub enum StorageError {
     /// The statement ran longer than the configured statement timeout and was cancelled.
     #[error("the query was cancelled by the statement timeout")]
     Timeout,
+    /// The database accepts no writes now: a read-only transaction or server (a standby after
+    /// a failover, `default_transaction_read_only`). Reads may still work.
+    #[error("the database is read-only: {0}")]
+    ReadOnly(String),
+    /// The database's storage is full (SQLite's file system, PostgreSQL's disk). Reads still
+    /// work; writes may succeed again once space is freed.
+    #[error("the database's storage is full: {0}")]
+    StorageFull(String),
     /// The `marker` of a list names no item in scope.
     #[error("the marker names no item")]
     UnknownMarker,
@@ -36,9 +44,45 @@ pub enum StorageError {
 impl StorageError {
     /// Whether retrying later may succeed (the caller should see 503, not 500).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout)
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout | Self::ReadOnly(_) | Self::StorageFull(_)
+        )
+    }
+
+    /// A short, fixed name of the kind of failure, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Timeout => "timeout",
+            Self::ReadOnly(_) => "read_only",
+            Self::StorageFull(_) => "storage_full",
+            Self::UnknownMarker => "unknown_marker",
+            Self::Configuration(_) => "configuration",
+            Self::Migration(_) => "migration",
+            Self::CorruptRow(_) => "corrupt_row",
+            Self::Query(_) => "other",
+        }
     }
 }
+
+/// Messages by which PostgreSQL (SQLSTATE 25006, and a standby in recovery) and SQLite
+/// (`SQLITE_READONLY`) refuse a write that may be accepted later or elsewhere.
+const READ_ONLY_MESSAGES: &[&str] = &[
+    "read-only transaction",
+    "recovery is in progress",
+    "attempt to write a readonly database",
+];
+
+/// Messages by which the databases say their storage is full: SQLite's `SQLITE_FULL` and
+/// `SQLITE_IOERR` (what a full file system gives it mid-write), PostgreSQL's `disk_full`
+/// (53100) and the "could not extend / write" errors of a full disk.
+const STORAGE_FULL_MESSAGES: &[&str] = &[
+    "database or disk is full",
+    "disk i/o error",
+    "no space left on device",
+    "could not extend file",
+];
 
 /// Messages by which PostgreSQL and SQLite say "not now" rather than "never": the server is
 /// going away or coming up, the connection broke, the file is locked by another writer, or a
@@ -70,16 +114,23 @@ const CONNECTION_LOST_MESSAGES: &[&str] = &[
     "ssl syscall",
 ];
 
-/// Whether `error` means the connection it came from is dead.
+/// Whether the connection `error` came from must not be used again: it is dead, or it is in a
+/// state that outlives the fault (a read-only session stays read-only after its server is
+/// writable again, and one connected to a demoted primary stays connected to a standby).
 pub(crate) fn connection_lost(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::ReadOnlyTransaction,
             _,
         ) => true,
         DieselError::DatabaseError(_, info) => {
             let message = info.message().to_ascii_lowercase();
-            CONNECTION_LOST_MESSAGES.iter().any(|m| message.contains(m))
+            CONNECTION_LOST_MESSAGES
+                .iter()
+                .chain(READ_ONLY_MESSAGES)
+                .any(|m| message.contains(m))
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,
@@ -93,11 +144,19 @@ impl From<DieselError> for StorageError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => Self::Unavailable(info.message().to_owned()),
+            DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, info) => {
+                Self::ReadOnly(info.message().to_owned())
+            }
             DieselError::DatabaseError(_, info) => {
                 let message = info.message().to_ascii_lowercase();
-                if message.contains("statement timeout") {
+                let any = |list: &[&str]| list.iter().any(|m| message.contains(m));
+                if message.contains("statement timeout") || message == "interrupted" {
                     Self::Timeout
-                } else if UNAVAILABLE_MESSAGES.iter().any(|m| message.contains(m)) {
+                } else if any(READ_ONLY_MESSAGES) {
+                    Self::ReadOnly(info.message().to_owned())
+                } else if any(STORAGE_FULL_MESSAGES) {
+                    Self::StorageFull(info.message().to_owned())
+                } else if any(UNAVAILABLE_MESSAGES) {
                     Self::Unavailable(info.message().to_owned())
                 } else {
                     Self::Query(error.to_string())
@@ -112,5 +171,71 @@ impl From<DieselError> for StorageError {
 impl From<r2d2::Error> for StorageError {
     fn from(error: r2d2::Error) -> Self {
         Self::Unavailable(format!("no database connection: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database error with `message`, as diesel reports one of kind `kind`.
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn database_errors_are_classified_once() {
+        use DatabaseErrorKind::{ReadOnlyTransaction, Unknown};
+        let cases = [
+            (
+                ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+                "read_only",
+                true,
+            ),
+            (
+                Unknown,
+                "cannot execute UPDATE in a read-only transaction",
+                "read_only",
+                true,
+            ),
+            (Unknown, "recovery is in progress", "read_only", true),
+            (
+                Unknown,
+                "attempt to write a readonly database",
+                "read_only",
+                true,
+            ),
+            (Unknown, "database or disk is full", "storage_full", false),
+            (Unknown, "disk I/O error", "storage_full", false),
+            (
+                Unknown,
+                "could not extend file \"base/1/2\": No space left on device",
+                "storage_full",
+                false,
+            ),
+            (
+                Unknown,
+                "canceling statement due to statement timeout",
+                "timeout",
+                false,
+            ),
+            (Unknown, "interrupted", "timeout", false),
+            (
+                Unknown,
+                "terminating connection due to administrator command",
+                "unavailable",
+                true,
+            ),
+            (Unknown, "database is locked", "unavailable", false),
+            (Unknown, "syntax error at or near \"SELEC\"", "other", false),
+        ];
+        for (kind, message, expected, lost) in cases {
+            let error = database_error(kind, message);
+            assert_eq!(connection_lost(&error), lost, "{message}");
+            let classified = StorageError::from(error);
+            assert_eq!(classified.kind(), expected, "{message}");
+            assert_eq!(classified.is_transient(), expected != "other", "{message}");
+        }
     }
 }

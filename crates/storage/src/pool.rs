@@ -24,6 +24,10 @@ pub struct PoolSettings {
     pub connection_timeout: Duration,
     /// Connections are closed after this long idle.
     pub idle_timeout: Duration,
+    /// Connections are closed this long after they were opened (on their next return to the
+    /// pool), so that no session state, and no connection to a server that has since been
+    /// demoted or replaced, lives for ever.
+    pub max_lifetime: Duration,
     /// How each connection is set up.
     pub connection: ConnectionSettings,
 }
@@ -35,6 +39,7 @@ impl Default for PoolSettings {
             min_idle: 2,
             connection_timeout: Duration::from_millis(1500),
             idle_timeout: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(1800),
             connection: ConnectionSettings::default(),
         }
     }
@@ -62,6 +67,8 @@ pub struct PooledDb {
     cached_statements: Arc<AtomicUsize>,
     /// When the connection last proved to work.
     verified_at: Instant,
+    /// When the connection was opened.
+    opened_at: Instant,
 }
 
 impl PooledDb {
@@ -113,12 +120,17 @@ pub type Pool = r2d2::Pool<ConnectionManager>;
 pub struct ConnectionManager {
     url: DatabaseUrl,
     settings: ConnectionSettings,
+    max_lifetime: Duration,
 }
 
 impl ConnectionManager {
-    /// A manager for `url`.
-    pub fn new(url: DatabaseUrl, settings: ConnectionSettings) -> Self {
-        Self { url, settings }
+    /// A manager for `url` whose connections are retired after `max_lifetime`.
+    pub fn new(url: DatabaseUrl, settings: ConnectionSettings, max_lifetime: Duration) -> Self {
+        Self {
+            url,
+            settings,
+            max_lifetime,
+        }
     }
 }
 
@@ -140,6 +152,7 @@ impl r2d2::ManageConnection for ConnectionManager {
             lost,
             cached_statements,
             verified_at: Instant::now(),
+            opened_at: Instant::now(),
         })
     }
 
@@ -153,6 +166,12 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn has_broken(&self, conn: &mut PooledDb) -> bool {
+        // r2d2 retires idle connections past their lifetime only every 30 s; a busy pool's
+        // connections are rarely idle then, so their age is checked on every return as well.
+        if conn.opened_at.elapsed() >= self.max_lifetime {
+            tracing::debug!("connection retired: past its lifetime");
+            return true;
+        }
         let cached = conn.cached_statements.load(Ordering::Relaxed);
         if cached > MAX_CACHED_STATEMENTS {
             tracing::debug!(cached, "connection retired: too many prepared statements");
@@ -183,12 +202,17 @@ pub fn build_pool(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Pool, St
         DatabaseUrl::Sqlite(_) => settings.max_size.clamp(1, 4),
         DatabaseUrl::Postgres(_) => settings.max_size.max(1),
     };
-    let manager = ConnectionManager::new(url.clone(), settings.connection.clone());
+    let manager = ConnectionManager::new(
+        url.clone(),
+        settings.connection.clone(),
+        settings.max_lifetime,
+    );
     Ok(r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(settings.min_idle.min(max_size)))
         .connection_timeout(settings.connection_timeout)
         .idle_timeout(Some(settings.idle_timeout))
+        .max_lifetime(Some(settings.max_lifetime))
         .test_on_check_out(true)
         .error_handler(Box::new(LogErrors))
         .build_unchecked(manager))

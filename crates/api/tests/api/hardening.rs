@@ -225,6 +225,132 @@ async fn racing_retries_get_the_first_answer_or_409(db: TestDatabase) {
     assert_eq!(app.count("tenant-a", "").await, 40, "{label}");
 }
 
+/// A file system of `size` for one test, mounted (tmpfs) on a new folder and unmounted when
+/// dropped. Mounting needs privileges: under CI their absence fails the test; elsewhere the
+/// test says so and does not run.
+struct SmallFileSystem {
+    dir: std::path::PathBuf,
+}
+
+impl SmallFileSystem {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("csbs-full-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => Some(Self { dir }),
+            other => {
+                let _ = std::fs::remove_dir(&dir);
+                let why = match other {
+                    Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
+                    Err(error) => error.to_string(),
+                };
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must be able to mount a small tmpfs: {why}"
+                );
+                eprintln!(
+                    "note: cannot mount a tmpfs ({why}); the full-disk test does not run here"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SQLite on a full file system answered writes with 500; they are 503 with `Retry-After`,
+/// nothing acknowledged is lost, and reads go on.
+#[actix_web::test]
+async fn a_full_disk_is_503_for_writes_and_reads_go_on() {
+    let Some(disk) = SmallFileSystem::mount("1m") else {
+        return;
+    };
+    let url = format!("sqlite://{}", disk.dir.join("csbs.db").display());
+    let app = TestApp::spawn_with(crate::helpers::test_settings(&url), None, url.clone()).await;
+    let engine = app.token("tenant-a", &["csbs_service"]);
+    let padding = "x".repeat(2000);
+    let mut acknowledged = 0;
+    let mut refused = 0;
+    for _ in 0..200 {
+        let items: Vec<serde_json::Value> = (0..20)
+            .map(|_| {
+                let mut item = csbs_storage::testing::item_json(
+                    "tenant-a",
+                    json!({"description": padding.clone()}),
+                );
+                item["version"] = json!(1);
+                item
+            })
+            .collect();
+        let response = app
+            .client
+            .post(format!(
+                "{}/ingest/v1/tenant-a/checkpoint_items",
+                app.address
+            ))
+            .header("X-Auth-Token", &engine)
+            .json(&json!({"checkpoint_items": items}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => acknowledged += 20,
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "2");
+                assert_error(response, 503, "CSBS.9998").await;
+                refused += 1;
+                if refused >= 3 {
+                    break;
+                }
+            }
+            other => panic!(
+                "a full disk answered {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    assert!(
+        refused >= 3,
+        "the disk never filled ({acknowledged} items stored)"
+    );
+    assert!(acknowledged > 0);
+    assert_eq!(
+        app.count("tenant-a", "").await,
+        acknowledged,
+        "reads go on, nothing acknowledged is lost"
+    );
+    let body = app
+        .get_json("tenant-a", "/v1/tenant-a/checkpoint_items?limit=5")
+        .await;
+    assert_eq!(body["checkpoint_items"].as_array().unwrap().len(), 5);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("csbs_database_errors_total{{kind=\"storage_full\"}} {refused}")),
+        "{metrics}"
+    );
+}
+
 backend_tests!(
     async: many_values_of_a_filter_are_refused_not_a_crash,
     racing_retries_get_the_first_answer_or_409,
