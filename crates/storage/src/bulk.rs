@@ -74,6 +74,8 @@ impl Repository {
     pub fn upsert(&self, records: &[BackupRecord]) -> Result<usize, StorageError> {
         let rows = last_of_each_key(records);
         let mut conn = self.connection()?;
+        // A batch of an import is as long as it is (see the PostgreSQL branch).
+        let _unbounded = conn.without_sqlite_timeout();
         match &mut *conn {
             DbConnection::Postgresql(pg) => pg.transaction(|pg| {
                 // The statement timeout guards the service's reads; a batch of an import is

@@ -122,7 +122,8 @@ fn redact_query_password(tail: &str) -> String {
 /// How each new connection is set up.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
-    /// Cancel any statement running longer than this (PostgreSQL). Zero disables it.
+    /// Cancel any statement running longer than this (PostgreSQL: `statement_timeout`;
+    /// SQLite: interrupted by a progress handler). Zero disables it.
     pub statement_timeout: Duration,
     /// Give up connecting after this long (PostgreSQL).
     pub connect_timeout: Duration,
@@ -164,6 +165,8 @@ pub fn establish(
             let path_text = path.to_str().ok_or_else(|| {
                 StorageError::Configuration("the SQLite path is not valid UTF-8".into())
             })?;
+            crate::sqlite_timeout::prepare();
+            crate::sqlite_timeout::forget_opened();
             let mut conn = SqliteConnection::establish(path_text)
                 .map_err(|e| StorageError::Unavailable(e.to_string()))?;
             // `case_sensitive_like` makes LIKE match PostgreSQL's (the `name` filter is

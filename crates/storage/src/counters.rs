@@ -350,6 +350,7 @@ impl Repository {
     /// Every counter that disagrees with the rows (an empty list when all agree).
     pub fn check_counters(&self) -> Result<Vec<CounterDrift>, StorageError> {
         let mut conn = self.connection()?;
+        let _unbounded = conn.without_sqlite_timeout();
         Ok(in_snapshot(&mut conn, drift)?)
     }
 
@@ -357,6 +358,7 @@ impl Repository {
     /// drift that was repaired.
     pub fn rebuild_counters(&self) -> Result<Vec<CounterDrift>, StorageError> {
         let mut pooled = self.connection()?;
+        let _unbounded = pooled.without_sqlite_timeout();
         let conn: &mut DbConnection = &mut pooled;
         Ok(conn.transaction(|conn| {
             if let DbConnection::Postgresql(pg) = conn {

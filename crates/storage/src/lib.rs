@@ -19,6 +19,7 @@ mod prepared;
 mod repository;
 mod rows;
 mod schema;
+mod sqlite_timeout;
 pub mod testing;
 
 pub use bulk::{BulkWriter, WriterStopped};

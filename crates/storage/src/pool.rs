@@ -11,6 +11,7 @@ use diesel::r2d2::R2D2Connection;
 use diesel::Connection;
 
 use crate::connection::{establish, ConnectionSettings, DatabaseUrl, DbConnection};
+use crate::sqlite_timeout::{self, StatementClock, Suspended};
 use crate::StorageError;
 
 /// Pool sizing and timing.
@@ -60,6 +61,11 @@ pub const MAX_CACHED_STATEMENTS: usize = 256;
 
 /// A pooled connection and what the pool knows of its health.
 pub struct PooledDb {
+    /// SQLite's statement timeout; declared before `connection`, so that it is removed
+    /// before the connection closes.
+    _sqlite_timeout: Option<sqlite_timeout::Installed>,
+    /// The deadline of the statement running now (SQLite).
+    clock: Arc<StatementClock>,
     connection: DbConnection,
     /// Set by the connection's instrumentation when a query fails because the connection died.
     lost: Arc<AtomicBool>,
@@ -75,6 +81,13 @@ impl PooledDb {
     /// Prepared statements diesel has cached on this connection so far.
     pub fn cached_statements(&self) -> usize {
         self.cached_statements.load(Ordering::Relaxed)
+    }
+
+    /// Suspends SQLite's statement timeout while the guard lives, for work that must read or
+    /// write everything (PostgreSQL's equivalent is `SET LOCAL statement_timeout = 0`, which
+    /// that work sets itself).
+    pub(crate) fn without_sqlite_timeout(&self) -> Suspended {
+        self.clock.suspend()
     }
 }
 
@@ -92,13 +105,33 @@ impl DerefMut for PooledDb {
     }
 }
 
-/// Watches every query's outcome for a dead connection, and counts the statements cached.
-fn watch(connection: &mut DbConnection, lost: Arc<AtomicBool>, cached: Arc<AtomicUsize>) {
+/// What a connection's instrumentation keeps up to date.
+struct Watched {
+    /// Set when a query fails because the connection died (or must not be used again).
+    lost: Arc<AtomicBool>,
+    /// Prepared statements cached.
+    cached: Arc<AtomicUsize>,
+    /// Armed with the statement timeout when a statement starts (read on SQLite only).
+    clock: Arc<StatementClock>,
+    statement_timeout: Duration,
+}
+
+/// Watches every query: its outcome for a dead connection, the statements cached, and the
+/// deadline of the one running.
+fn watch(connection: &mut DbConnection, watched: Watched) {
+    let Watched {
+        lost,
+        cached,
+        clock,
+        statement_timeout,
+    } = watched;
     let watcher = move |event: InstrumentationEvent<'_>| match event {
-        InstrumentationEvent::FinishQuery {
-            error: Some(error), ..
-        } if crate::errors::connection_lost(error) => {
-            lost.store(true, Ordering::Relaxed);
+        InstrumentationEvent::StartQuery { .. } => clock.arm(statement_timeout),
+        InstrumentationEvent::FinishQuery { error, .. } => {
+            clock.disarm();
+            if error.is_some_and(crate::errors::connection_lost) {
+                lost.store(true, Ordering::Relaxed);
+            }
         }
         InstrumentationEvent::CacheQuery { .. } => {
             cached.fetch_add(1, Ordering::Relaxed);
@@ -140,14 +173,32 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<PooledDb, StorageError> {
         let mut connection = establish(&self.url, &self.settings)?;
+        let clock = Arc::new(StatementClock::default());
+        let sqlite_timeout = match &connection {
+            // `establish` has just opened it, on this thread.
+            DbConnection::Sqlite(_) => {
+                let installed = sqlite_timeout::install(&clock);
+                if installed.is_none() {
+                    tracing::warn!("SQLite statements on this connection cannot be timed out");
+                }
+                installed
+            }
+            DbConnection::Postgresql(_) => None,
+        };
         let lost = Arc::new(AtomicBool::new(false));
         let cached_statements = Arc::new(AtomicUsize::new(0));
         watch(
             &mut connection,
-            Arc::clone(&lost),
-            Arc::clone(&cached_statements),
+            Watched {
+                lost: Arc::clone(&lost),
+                cached: Arc::clone(&cached_statements),
+                clock: Arc::clone(&clock),
+                statement_timeout: self.settings.statement_timeout,
+            },
         );
         Ok(PooledDb {
+            _sqlite_timeout: sqlite_timeout,
+            clock,
             connection,
             lost,
             cached_statements,

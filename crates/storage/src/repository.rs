@@ -73,6 +73,14 @@ impl std::fmt::Debug for Repository {
 /// A checked-out connection, used as the `DbConnection` it holds.
 pub(crate) struct Checkout(r2d2::PooledConnection<crate::pool::ConnectionManager>);
 
+impl Checkout {
+    /// Suspends SQLite's statement timeout while the guard lives (see
+    /// [`crate::pool::PooledDb::without_sqlite_timeout`]).
+    pub(crate) fn without_sqlite_timeout(&self) -> crate::sqlite_timeout::Suspended {
+        self.0.without_sqlite_timeout()
+    }
+}
+
 impl std::ops::Deref for Checkout {
     type Target = DbConnection;
 
@@ -122,7 +130,10 @@ impl Repository {
 
     /// Applies pending migrations; returns how many were applied.
     pub fn migrate(&self) -> Result<usize, StorageError> {
-        migrations::run_migrations(&mut *self.connection()?)
+        let mut conn = self.connection()?;
+        // A migration may rewrite or index the whole table.
+        let _unbounded = conn.without_sqlite_timeout();
+        migrations::run_migrations(&mut conn)
     }
 
     /// Whether the database answers and every migration is applied.
@@ -137,6 +148,7 @@ impl Repository {
     pub fn finish_bulk_load(&self) -> Result<(), StorageError> {
         use diesel::connection::SimpleConnection;
         let mut conn = self.connection()?;
+        let _unbounded = conn.without_sqlite_timeout();
         match &mut *conn {
             // ANALYZE of a large table takes longer than the statement timeout meant for
             // the service's reads; it is exempt, in a transaction of its own.

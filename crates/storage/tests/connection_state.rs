@@ -97,6 +97,46 @@ fn connections_are_replaced_after_their_lifetime(db: TestDatabase) {
     assert!(!same_connection(&repository), "{db:?}: replaced");
 }
 
+/// SQLite had no statement timeout: four heavy lists of one tenant held every connection and the
+/// other tenants got 503s. A statement past `statement_timeout` is interrupted (a timeout, 503),
+/// the connection stays usable, and the work that must run long (imports, counter checks,
+/// migrations) is exempt, as on PostgreSQL.
+#[test]
+fn sqlite_statements_are_interrupted_after_the_statement_timeout() {
+    let db = TestDatabase::sqlite();
+    let repository = db.repository_with(&PoolSettings {
+        max_size: 1,
+        min_idle: 0,
+        connection: csbs_storage::ConnectionSettings {
+            statement_timeout: Duration::from_millis(1),
+            ..Default::default()
+        },
+        ..PoolSettings::default()
+    });
+    // Far more than a millisecond of work (a hundred million rows).
+    let endless = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r \
+                   WHERE i < 100000000) SELECT count(*) FROM r";
+    let started = std::time::Instant::now();
+    let error = try_execute_sql(&repository, endless).expect_err("interrupted");
+    assert!(error.contains("interrupted"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same connection goes on serving.
+    execute_sql(&repository, "SELECT 1");
+
+    // An import batch and a counter check take longer than a millisecond, and are exempt.
+    let records: Vec<_> = (0..3000)
+        .map(|i| item_record("tenant-a", json!({"name": format!("web-{i}")})))
+        .collect();
+    assert_eq!(repository.upsert(&records).unwrap(), 3000);
+    assert!(repository.check_counters().unwrap().is_empty());
+    // And afterwards the timeout applies again.
+    assert!(try_execute_sql(&repository, endless).is_err());
+}
+
 backend_tests!(
     a_read_only_session_is_unavailable_and_replaced,
     connections_are_replaced_after_their_lifetime,

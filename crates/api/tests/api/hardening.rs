@@ -346,7 +346,9 @@ async fn a_full_disk_is_503_for_writes_and_reads_go_on() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(&format!("csbs_database_errors_total{{kind=\"storage_full\"}} {refused}")),
+        metrics.contains(&format!(
+            "csbs_database_errors_total{{kind=\"storage_full\"}} {refused}"
+        )),
         "{metrics}"
     );
 }
