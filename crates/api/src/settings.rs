@@ -69,6 +69,9 @@ pub struct DatabaseSettings {
     pub sqlite_busy_timeout_ms: u64,
     /// Connections are closed and replaced this long after they were opened.
     pub max_connection_lifetime_seconds: u64,
+    /// The longest a request waits for the database, the wait for a connection included;
+    /// then 503.
+    pub request_timeout_ms: u64,
 }
 
 /// Logging.

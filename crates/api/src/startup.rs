@@ -68,6 +68,7 @@ impl Application {
             public_base_url: Some(settings.server.public_base_url.clone())
                 .filter(|u| !u.is_empty()),
             max_bulk_items: settings.ingest.max_bulk_items,
+            database_deadline: Duration::from_millis(settings.database.request_timeout_ms),
             metrics: Metrics::new()?,
         };
 

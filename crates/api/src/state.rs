@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use csbs_auth::TokenValidator;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub public_base_url: Option<String>,
     /// Items one bulk ingest request may carry.
     pub max_bulk_items: usize,
+    /// The longest a request waits for the database, the wait for a connection included.
+    pub database_deadline: Duration,
     /// The service's metrics.
     pub metrics: Metrics,
 }
@@ -47,6 +50,13 @@ pub struct AppState {
 impl AppState {
     /// Runs `work` against the repository on a blocking thread: diesel blocks, and the async
     /// workers must not.
+    ///
+    /// The answer comes within [`AppState::database_deadline`] whatever the database does: a
+    /// server that stopped answering without closing its connections (frozen, or its host
+    /// gone quiet while the kernel still acknowledges) is noticed by no timeout of its own, as
+    /// PostgreSQL enforces `statement_timeout` itself. Past the deadline the request is
+    /// answered 503 and the blocking call is left to finish (or fail) on its own; a write may
+    /// still land then, which a retry of the same write finds (versions make it idempotent).
     pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -59,8 +69,19 @@ impl AppState {
             ));
         }
         let repository = self.repository.clone();
-        web::block(move || work(&repository))
+        let answer = tokio::time::timeout(
+            self.database_deadline,
+            web::block(move || work(&repository)),
+        );
+        answer
             .await
+            .map_err(|_| {
+                self.metrics.database_error("deadline");
+                ApiError::Unavailable(format!(
+                    "the database did not answer within {} ms",
+                    self.database_deadline.as_millis()
+                ))
+            })?
             .map_err(|error| ApiError::Internal(format!("blocking task failed: {error}")))?
             .map_err(|error| {
                 // An unknown marker is the caller's mistake, not a failure of the database.

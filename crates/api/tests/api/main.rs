@@ -13,6 +13,7 @@ mod observability;
 mod openapi;
 mod outages;
 mod request_bodies;
+mod scratch_cluster;
 mod shutdown;
 mod tenant_isolation;
 mod token_attacks;

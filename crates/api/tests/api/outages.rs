@@ -164,3 +164,73 @@ async fn the_service_recovers_when_postgres_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A PostgreSQL whose processes were all stopped (SIGSTOP) kept requests waiting 15 s and more:
+/// its connections stay open, so no connect timeout applies, and the statement timeout is the
+/// frozen server's own. Every request is answered 503 within `database.request_timeout_ms`,
+/// the service stays alive, and it serves again once the server goes on.
+#[actix_web::test]
+async fn a_frozen_database_is_503_within_the_request_timeout() {
+    let Some(cluster) = crate::scratch_cluster::ScratchCluster::start() else {
+        return;
+    };
+    let mut settings = test_settings(&cluster.url());
+    settings.database.request_timeout_ms = 1500;
+    settings.database.max_connections = 4;
+    let app = TestApp::spawn_with(settings, None, "scratch PostgreSQL".into()).await;
+    assert_eq!(app.count("tenant-a", "").await, 0);
+    let token = app.token("tenant-a", &[]);
+    let engine = app.token("tenant-a", &["csbs_service"]);
+
+    cluster.freeze();
+    let bound = Duration::from_millis(1500 + 1000);
+    for round in 0..3 {
+        let started = Instant::now();
+        let reads = (0..6).map(|_| app.get("/v1/tenant-a/checkpoint_items/count", &token));
+        let write = app
+            .client
+            .put(format!(
+                "{}/ingest/v1/tenant-a/checkpoint_items/{}",
+                app.address,
+                uuid::Uuid::new_v4()
+            ))
+            .header("X-Auth-Token", &engine)
+            .json(&{
+                let mut item = csbs_storage::testing::item_json("tenant-a", serde_json::json!({}));
+                item["version"] = serde_json::json!(1);
+                item.as_object_mut().unwrap().remove("id");
+                item
+            })
+            .send();
+        let (reads, write) = tokio::join!(futures_util::future::join_all(reads), write);
+        for response in reads.into_iter().chain([write.unwrap()]) {
+            assert_error(response, 503, "CSBS.9998").await;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "round {round}: answered after {:?}",
+            started.elapsed()
+        );
+    }
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "alive while the database is frozen");
+
+    cluster.thaw();
+    let started = Instant::now();
+    loop {
+        let response = app.get("/v1/tenant-a/checkpoint_items/count", &token).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the service serves again after the server goes on"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
