@@ -16,7 +16,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log, std::io::stdout);
+    // Logs go to stderr, whatever the command: stdout carries only its results (`seed > tenants.txt`).
+    telemetry::init(&settings.log, std::io::stderr);
 
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => commands::serve::run(settings).map(|()| ExitCode::SUCCESS),

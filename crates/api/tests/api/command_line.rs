@@ -199,3 +199,33 @@ fn counters_check_reports_drift_and_rebuild_repairs_it() {
         assert!(check(true).contains("every counter agrees with the rows"));
     }
 }
+
+/// `seed > tenants.txt` once held a log line before the tenants: stdout carries the tenants
+/// alone, whatever is logged (here everything, at the most verbose level).
+#[test]
+fn seed_prints_only_tenants_on_stdout() {
+    let db = TestDatabase::sqlite();
+    let data_dir = std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+    let output = csbs_api(db.url(), &data_dir)
+        .env("CSBS__LOG__FILTER", "trace")
+        .args(["seed", "--items", "200", "--projects", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for line in lines {
+        let (project, count) = line.split_once(' ').unwrap_or_default();
+        assert!(
+            csbs_domain::ProjectId::parse("p", project).is_ok() && count.parse::<u64>().is_ok(),
+            "a tenant line: {line:?}"
+        );
+    }
+    assert!(!output.stderr.is_empty(), "the logs went to stderr");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
