@@ -110,6 +110,33 @@ pub(crate) fn check_claims(claims: &Map<String, Value>) -> Result<CheckedClaims,
     })
 }
 
+/// Checks `exp` (required) and `nbf` (when present) against `now`, with `leeway` seconds of
+/// clock skew either way. Both are NumericDates, so fractions of a second are allowed.
+pub(crate) fn check_times(
+    claims: &Map<String, Value>,
+    now: u64,
+    leeway: u64,
+) -> Result<(), AuthError> {
+    let expires = claims
+        .get("exp")
+        .and_then(numeric_date)
+        .ok_or_else(|| invalid("claim 'exp' is missing or not a number of seconds"))?;
+    let not_before = match claims.get("nbf") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            numeric_date(value)
+                .ok_or_else(|| invalid("claim 'nbf' must be a number of seconds"))?,
+        ),
+    };
+    if expires.saturating_add(leeway) < now {
+        return Err(AuthError::Expired);
+    }
+    if not_before.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(AuthError::NotYetValid);
+    }
+    Ok(())
+}
+
 /// A JWT NumericDate: non-negative seconds, possibly fractional (RFC 7519 §2).
 fn numeric_date(value: &Value) -> Option<u64> {
     let number = value.as_number()?;

@@ -26,7 +26,15 @@ pub(crate) struct TokenHeader {
 struct RawHeader {
     alg: String,
     kid: Option<String>,
-    crit: Option<IgnoredAny>,
+    /// Whether the header names `crit` at all: even `"crit": null` or `[]`, which RFC 7515
+    /// does not allow (it must be a non-empty list).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for any value, `null` included; with `#[serde(default)]`, `false` when absent.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// Reads the header of a compact JWS (`header.payload.signature`, base64url without padding).
@@ -52,8 +60,9 @@ pub(crate) fn read_header(token: &str) -> Result<TokenHeader, AuthError> {
     let raw: RawHeader = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
     let alg = Algorithm::from_str(&raw.alg)
         .map_err(|_| AuthError::UnsupportedAlgorithm(printable(&raw.alg)))?;
-    // RFC 7515 §4.1.11: extensions listed in `crit` must be understood, and we understand none.
-    if raw.crit.is_some() {
+    // RFC 7515 §4.1.11: extensions listed in `crit` must be understood, and we understand none;
+    // a `crit` that lists none is malformed.
+    if raw.crit {
         return Err(AuthError::Malformed);
     }
     // jsonwebtoken reads the header again into its own, stricter type. Refusing here what it
@@ -130,6 +139,14 @@ mod tests {
             ),
             (
                 token_with_header(r#"{"alg":"HS256","crit":["exp"]}"#),
+                AuthError::Malformed,
+            ),
+            (
+                token_with_header(r#"{"alg":"HS256","crit":null}"#),
+                AuthError::Malformed,
+            ),
+            (
+                token_with_header(r#"{"alg":"HS256","crit":[]}"#),
                 AuthError::Malformed,
             ),
             (

@@ -13,7 +13,7 @@ use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::claims::check_claims;
+use crate::claims::{check_claims, check_times};
 use crate::keys::KeyRing;
 use crate::token_header::read_header;
 use crate::{AuthError, AuthSettings, Caller, KeyError, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES};
@@ -73,9 +73,11 @@ impl TokenValidator {
 
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = settings.leeway_seconds;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        let mut required = HashSet::from(["exp".to_owned()]);
+        // `exp` and `nbf` are checked by `claims::check_times`: jsonwebtoken reads them as
+        // whole seconds only and refuses the fractions RFC 7519 allows as "missing".
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let mut required = HashSet::new();
         if let Some(issuer) = &settings.issuer {
             validation.set_issuer(&[issuer]);
             // jsonwebtoken checks `iss` only when present; a configured issuer must be there.
@@ -142,10 +144,10 @@ impl TokenValidator {
     }
 
     fn caller_from(&self, claims: &Map<String, Value>) -> Result<Caller, AuthError> {
-        let checked = check_claims(claims)?;
-        // jsonwebtoken does not look at `iat`; a token issued in the future is as suspect as
-        // one with a future `nbf`.
         let now = jsonwebtoken::get_current_timestamp();
+        check_times(claims, now, self.inner.leeway_seconds)?;
+        let checked = check_claims(claims)?;
+        // A token issued in the future is as suspect as one with a future `nbf`.
         if checked
             .issued_at
             .is_some_and(|iat| iat > now.saturating_add(self.inner.leeway_seconds))

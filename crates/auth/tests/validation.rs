@@ -249,6 +249,13 @@ fn good_tokens_pass() {
             hs256(&claims(json!({"nbf": now() - 10}))),
         ),
         (
+            "fractional exp, nbf and iat (RFC 7519 NumericDate)",
+            &v.hmac,
+            hs256(&claims(
+                json!({"exp": now() as f64 + 300.5, "nbf": now() as f64 - 0.25, "iat": now() as f64 - 1.5}),
+            )),
+        ),
+        (
             "no iat, no roles",
             &v.hmac,
             hs256(&claims(json!({"iat": null, "roles": null}))),
@@ -416,6 +423,18 @@ fn bad_tokens_are_refused() {
             &v.hmac,
             hs256(&claims(json!({"exp": now() - 40}))),
             AuthError::Expired,
+        ),
+        (
+            "fractional exp in the past",
+            &v.hmac,
+            hs256(&claims(json!({"exp": now() as f64 - 3600.5}))),
+            AuthError::Expired,
+        ),
+        (
+            "fractional nbf in the future",
+            &v.hmac,
+            hs256(&claims(json!({"nbf": now() as f64 + 3600.5}))),
+            AuthError::NotYetValid,
         ),
         (
             "nbf in the future",
