@@ -3,7 +3,7 @@
 
 use csbs_domain::ProjectId;
 
-use crate::AccessDenied;
+use crate::{AccessDenied, ServiceTenants};
 
 /// Who sent a request whose token passed validation.
 ///
@@ -20,6 +20,7 @@ pub struct Caller {
     pub roles: Vec<String>,
     is_admin: bool,
     is_service: bool,
+    service_tenants: ServiceTenants,
 }
 
 impl Caller {
@@ -29,6 +30,7 @@ impl Caller {
         roles: Vec<String>,
         admin_role: &str,
         service_role: &str,
+        service_tenants: ServiceTenants,
     ) -> Self {
         let has = |role: &str| roles.iter().any(|r| r == role);
         let is_admin = has(admin_role);
@@ -39,6 +41,7 @@ impl Caller {
             roles,
             is_admin,
             is_service,
+            service_tenants,
         }
     }
 
@@ -82,6 +85,20 @@ impl Caller {
         }
         Err(AccessDenied::new("the ingest API needs the service role"))
     }
+
+    /// May this backup engine write into `path_project`? With `auth.service_tenants = any`
+    /// (the default) into every tenant; with `own` only into its token's project.
+    pub fn authorize_ingest_into(&self, path_project: &ProjectId) -> Result<(), AccessDenied> {
+        self.authorize_ingest()?;
+        if self.service_tenants == ServiceTenants::Own && &self.project_id != path_project {
+            return Err(AccessDenied::new(format!(
+                "this service token may write only into its own project '{}' \
+                 (auth.service_tenants = own), not '{path_project}'",
+                self.project_id
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +116,7 @@ mod tests {
             roles.iter().map(|r| (*r).to_owned()).collect(),
             "admin",
             "csbs_service",
+            ServiceTenants::Any,
         )
     }
 
@@ -186,8 +204,37 @@ mod tests {
             vec!["cloud_admin".to_owned(), "engine".to_owned()],
             "cloud_admin",
             "engine",
+            ServiceTenants::Any,
         );
         assert!(caller.is_admin());
         assert!(caller.is_service());
+    }
+
+    #[test]
+    fn engines_write_into_any_tenant_unless_bound_to_their_own() {
+        let engine = |tenants| {
+            Caller::new(
+                "engine".to_owned(),
+                project("engines"),
+                vec!["csbs_service".to_owned()],
+                "admin",
+                "csbs_service",
+                tenants,
+            )
+        };
+        let any = engine(ServiceTenants::Any);
+        assert!(any.authorize_ingest_into(&project("tenant-b")).is_ok());
+        assert!(any.authorize_ingest_into(&project("engines")).is_ok());
+        let own = engine(ServiceTenants::Own);
+        assert!(own.authorize_ingest_into(&project("engines")).is_ok());
+        let denied = own.authorize_ingest_into(&project("tenant-b")).unwrap_err();
+        assert!(
+            denied.to_string().contains("auth.service_tenants = own"),
+            "{denied}"
+        );
+        // Without the role, no tenant at all.
+        assert!(caller("tenant-b", &[])
+            .authorize_ingest_into(&project("tenant-b"))
+            .is_err());
     }
 }

@@ -28,7 +28,7 @@ pub use caller::Caller;
 pub use claims::Claims;
 pub use errors::{AccessDenied, AuthError, KeyError, MintError};
 pub use mint::mint_hs256;
-pub use settings::AuthSettings;
+pub use settings::{AuthSettings, ServiceTenants};
 pub use token_source::extract_token;
 pub use validator::TokenValidator;
 

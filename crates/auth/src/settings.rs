@@ -36,8 +36,23 @@ pub struct AuthSettings {
     pub admin_role: String,
     /// The role backup engines need for the ingest API. Default: `csbs_service`.
     pub service_role: String,
+    /// Which tenants a service-role token may write into. Default: `any`.
+    pub service_tenants: ServiceTenants,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. Default: 30.
     pub leeway_seconds: u64,
+}
+
+/// Which tenants a backup engine's token (one with the service role) may write into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceTenants {
+    /// Every tenant: one engine serves the whole cloud, as Karbor's protection service does
+    /// under its own service project. The token's `project_id` is the engine's, not a bound.
+    #[default]
+    Any,
+    /// Only the token's own `project_id`: for deployments that give each tenant (or each
+    /// group of tenants) engines of their own, so a leaked engine token reaches one tenant.
+    Own,
 }
 
 impl AuthSettings {
@@ -60,6 +75,7 @@ impl Default for AuthSettings {
             audience: None,
             admin_role: Self::DEFAULT_ADMIN_ROLE.to_owned(),
             service_role: Self::DEFAULT_SERVICE_ROLE.to_owned(),
+            service_tenants: ServiceTenants::default(),
             leeway_seconds: Self::DEFAULT_LEEWAY_SECONDS,
         }
     }

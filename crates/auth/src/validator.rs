@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use crate::claims::{check_claims, check_times};
 use crate::keys::KeyRing;
 use crate::token_header::read_header;
-use crate::{AuthError, AuthSettings, Caller, KeyError, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES};
+use crate::{
+    AuthError, AuthSettings, Caller, KeyError, ServiceTenants, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES,
+};
 
 /// Validates tokens against the configured keys, issuer and audience.
 ///
@@ -33,6 +35,7 @@ struct Inner {
     leeway_seconds: u64,
     admin_role: String,
     service_role: String,
+    service_tenants: ServiceTenants,
 }
 
 impl fmt::Debug for TokenValidator {
@@ -101,6 +104,7 @@ impl TokenValidator {
                 leeway_seconds: settings.leeway_seconds,
                 admin_role: settings.admin_role.clone(),
                 service_role: settings.service_role.clone(),
+                service_tenants: settings.service_tenants,
             }),
         })
     }
@@ -160,6 +164,7 @@ impl TokenValidator {
             checked.roles,
             &self.inner.admin_role,
             &self.inner.service_role,
+            self.inner.service_tenants,
         ))
     }
 }

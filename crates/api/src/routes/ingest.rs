@@ -61,6 +61,7 @@ fn admit(
 ) -> Result<(ProjectId, Option<IdempotencyKey>), ApiError> {
     caller.0.authorize_ingest()?;
     let project = ProjectId::parse("project_id", project)?;
+    caller.0.authorize_ingest_into(&project)?;
     if let Some((key, _)) = query_pairs(req).first() {
         return Err(ParamError::new(key.as_str(), "unknown query parameter").into());
     }

@@ -243,6 +243,39 @@ async fn only_the_service_role_may_ingest() {
     }
 }
 
+/// By default one engine serves every tenant (its token's project is its own, not a bound);
+/// `auth.service_tenants = own` binds each engine token to its project.
+#[actix_web::test]
+async fn engines_may_be_bound_to_their_own_tenant() {
+    for (tenants, into_other) in [
+        (csbs_auth::ServiceTenants::Any, 201),
+        (csbs_auth::ServiceTenants::Own, 403),
+    ] {
+        let db = csbs_storage::testing::TestDatabase::sqlite();
+        let mut settings = crate::helpers::test_settings(db.url());
+        settings.auth.service_tenants = tenants;
+        let app = TestApp::spawn_with(settings, Some(db), "SQLite".into()).await;
+        let engine = app.token("engines", &["csbs_service"]);
+        for (project, expected) in [("tenant-b", into_other), ("engines", 201)] {
+            let mut item = item_json(project, json!({}));
+            item["version"] = json!(1);
+            let path = format!(
+                "/ingest/v1/{project}/checkpoint_items/{}",
+                item["id"].as_str().unwrap()
+            );
+            let response = app
+                .send(reqwest::Method::PUT, &path, &engine, Some(&item), None)
+                .await;
+            assert_eq!(
+                response.status(),
+                expected,
+                "{tenants:?} into {project}: {:?}",
+                response.text().await
+            );
+        }
+    }
+}
+
 #[actix_web::test]
 async fn idempotency_keys_answer_retries_as_the_first_time() {
     for db in test_databases() {
