@@ -127,7 +127,11 @@ impl BackupRecord {
             Some(_) => return Err(ItemError::new("backup_data", "must be an object")),
         };
 
+        check_numbers(&object)?;
         let document = Value::Object(object).to_string();
+        if document.len() > MAX_ITEM_BYTES {
+            return Err(too_large(&document));
+        }
         Ok(Self {
             project_id,
             id,
@@ -148,6 +152,69 @@ impl BackupRecord {
             document,
         })
     }
+}
+
+/// The most bytes one stored item document may have (its JSON text). A real item, with a
+/// dozen volumes, is a few kilobytes; the bound keeps an item (status changes merge into
+/// `extend_info` without end) and so a list page of them from growing without limit.
+pub const MAX_ITEM_BYTES: usize = 64 * 1024;
+
+/// The refusal of a document over [`MAX_ITEM_BYTES`], naming its largest top-level field: the
+/// one to shrink.
+fn too_large(document: &str) -> ItemError {
+    let largest = serde_json::from_str::<Map<String, Value>>(document)
+        .ok()
+        .and_then(|object| {
+            object
+                .iter()
+                .map(|(key, value)| (value.to_string().len(), key.clone()))
+                .max()
+        });
+    let (field, size) = match largest {
+        Some((size, key)) => (key, size),
+        None => ("(item)".to_owned(), document.len()),
+    };
+    ItemError::new(
+        field,
+        format!(
+            "makes the item {} bytes long ({size} of them this field's), over the limit of \
+             {MAX_ITEM_BYTES} bytes",
+            document.len()
+        ),
+    )
+}
+
+/// Every number in the document must be one that JSON readers can hold: `1e999999` is valid
+/// JSON, but a JavaScript client reads it as `Infinity` (and most others as an error), so it is
+/// refused rather than stored and served. (Numbers are otherwise kept as written.)
+fn check_numbers(object: &Map<String, Value>) -> Result<(), ItemError> {
+    let mut pending: Vec<(String, &Value)> = object
+        .iter()
+        .map(|(key, value)| (key.clone(), value))
+        .collect();
+    while let Some((path, value)) = pending.pop() {
+        match value {
+            Value::Number(number) if number.as_f64().is_none_or(|n| !n.is_finite()) => {
+                return Err(ItemError::new(
+                    path,
+                    format!("{number} is beyond the range of a double-precision number"),
+                ));
+            }
+            Value::Array(elements) => pending.extend(
+                elements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, element)| (format!("{path}[{i}]"), element)),
+            ),
+            Value::Object(members) => pending.extend(
+                members
+                    .iter()
+                    .map(|(key, member)| (format!("{path}.{key}"), member)),
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The JSON type a known field of spec §2 must have (`null` is always allowed: optional fields
@@ -427,6 +494,50 @@ mod tests {
         assert!(record.document.contains("\"nested\":[1,2.50,null]"));
         assert!(record.document.contains("\"copy_from\":null"));
         assert!(document["protected_at"].is_null());
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_refused() {
+        for (text, field) in [
+            (r#""extend_info": {"size": 1e999999}"#, "extend_info.size"),
+            (r#""extend_info": {"size": -1e400}"#, "extend_info.size"),
+            (r#""backup_data": {"ram": 1e309}"#, "backup_data.ram"),
+            (
+                r#""extra": [1, {"deep": [2, 1E+99999]}]"#,
+                "extra[1].deep[1]",
+            ),
+        ] {
+            let mut value = example();
+            let patch: Value = serde_json::from_str(&format!("{{{text}}}")).unwrap();
+            for (key, member) in patch.as_object().unwrap() {
+                value[key] = member.clone();
+            }
+            let error = BackupRecord::from_json(value).unwrap_err();
+            assert_eq!(error.field, field, "{text}: {error}");
+        }
+        // Large, tiny and precise numbers that a double holds are kept as they came.
+        let mut value = example();
+        value["extra"] =
+            serde_json::from_str("[1.7976931348623157e308, 1e-400, 0.1000000000000000000001]")
+                .unwrap();
+        let record = BackupRecord::from_json(value).unwrap();
+        assert!(record.document.contains("1e-400"), "{}", record.document);
+    }
+
+    #[test]
+    fn an_item_is_bounded_in_size_and_the_largest_field_named() {
+        let mut value = example();
+        value["extend_info"]["fail_reason"] = json!("x".repeat(MAX_ITEM_BYTES));
+        let error = BackupRecord::from_json(value).unwrap_err();
+        assert_eq!(error.field, "extend_info", "{error}");
+        assert!(error.reason.contains("65536"), "{error}");
+
+        let mut value = example();
+        value["extend_info"]["fail_reason"] = json!("x".repeat(MAX_ITEM_BYTES - 2000));
+        assert!(
+            BackupRecord::from_json(value).is_ok(),
+            "just within the bound"
+        );
     }
 
     #[test]

@@ -24,9 +24,9 @@ pub use ingest::{
     StatusUpdate,
 };
 pub use ip::normalize_ip;
-pub use item::{BackupRecord, ItemError};
+pub use item::{BackupRecord, ItemError, MAX_ITEM_BYTES};
 pub use lifecycle::Deletion;
-pub use page::{PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+pub use page::{PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_BYTES, MAX_PAGE_LIMIT};
 pub use param_error::ParamError;
 pub use query_params::{
     parse_bool, CountQuery, ListQuery, MAX_FILTER_VALUES, MAX_VALUES_PER_FILTER,

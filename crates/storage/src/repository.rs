@@ -2,6 +2,7 @@
 
 use csbs_domain::{
     BackupFilter, BackupStatus, ItemId, PageRequest, ProjectId, SortSpec, TenantScope,
+    MAX_PAGE_BYTES,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -207,18 +208,7 @@ impl Repository {
             }
         }
 
-        let has_more = rows.len() > page.limit as usize;
-        let mut documents = Vec::with_capacity(rows.len().min(page.limit as usize));
-        let mut last_id = None;
-        for (id, document) in rows.into_iter().take(page.limit as usize) {
-            documents.push(document);
-            last_id = Some(id);
-        }
-        Ok(ItemPage {
-            documents,
-            last_id,
-            has_more,
-        })
+        Ok(page_of(rows, page.limit as usize, MAX_PAGE_BYTES))
     }
 
     /// The item `id` of `project`, whatever its status.
@@ -241,6 +231,30 @@ impl Repository {
             Ok(StoredItem { status, document })
         })
         .transpose()
+    }
+}
+
+/// The page made of `rows` (one more than `limit` was asked for, to tell whether more follow):
+/// at most `limit` items and, beyond the first, at most `max_bytes` of documents; a page cut
+/// short by the bytes says that more follow, and the next one starts after its last item.
+fn page_of(rows: Vec<(String, String)>, limit: usize, max_bytes: usize) -> ItemPage {
+    let mut has_more = rows.len() > limit;
+    let mut documents = Vec::with_capacity(rows.len().min(limit));
+    let mut last_id = None;
+    let mut bytes = 0usize;
+    for (id, document) in rows.into_iter().take(limit) {
+        bytes += document.len();
+        if !documents.is_empty() && bytes > max_bytes {
+            has_more = true;
+            break;
+        }
+        documents.push(document);
+        last_id = Some(id);
+    }
+    ItemPage {
+        documents,
+        last_id,
+        has_more,
     }
 }
 
@@ -278,4 +292,45 @@ fn marker_exists(
         query = query.filter(backup_items::project_id.eq(project.as_str()));
     }
     Ok(query.first::<String>(conn).optional()?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(sizes: &[usize]) -> Vec<(String, String)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| (format!("id-{i}"), "x".repeat(*size)))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_ends_at_its_limit_or_its_bytes() {
+        let cases: &[(&[usize], usize, usize, usize, bool)] = &[
+            // sizes, limit, max bytes → items, more follow
+            (&[10, 10, 10], 5, 100, 3, false),
+            (&[10, 10, 10], 2, 100, 2, true),
+            (&[40, 40, 40, 40], 10, 100, 2, true),
+            (&[40, 60, 1], 10, 100, 2, true),
+            (&[500, 1], 10, 100, 1, true),
+            (&[500], 10, 100, 1, false),
+            (&[], 10, 100, 0, false),
+        ];
+        for (sizes, limit, max_bytes, items, more) in cases {
+            let page = page_of(rows(sizes), *limit, *max_bytes);
+            assert_eq!(
+                page.documents.len(),
+                *items,
+                "{sizes:?} {limit} {max_bytes}"
+            );
+            assert_eq!(page.has_more, *more, "{sizes:?} {limit} {max_bytes}");
+            assert_eq!(
+                page.last_id,
+                items.checked_sub(1).map(|i| format!("id-{i}")),
+                "{sizes:?}"
+            );
+        }
+    }
 }

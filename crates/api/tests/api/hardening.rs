@@ -353,7 +353,117 @@ async fn a_full_disk_is_503_for_writes_and_reads_go_on() {
     );
 }
 
+/// Status changes merged `extend_info` without a cap (one item grew to 30 MiB, a page of such
+/// items to 240 MiB): an item is at most `MAX_ITEM_BYTES`, and the change that would pass it is
+/// a 400 naming `extend_info`.
+async fn items_cannot_grow_without_bound(db: TestDatabase) {
+    let app = TestApp::spawn(db).await;
+    let engine = app.token("tenant-a", &["csbs_service"]);
+    let mut item = csbs_storage::testing::item_json("tenant-a", json!({"status": "protecting"}));
+    item["version"] = json!(1);
+    let path = format!(
+        "/ingest/v1/tenant-a/checkpoint_items/{}",
+        item["id"].as_str().unwrap()
+    );
+    let response = app
+        .client
+        .put(format!("{}{path}", app.address))
+        .header("X-Auth-Token", &engine)
+        .json(&item)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let chunk = "x".repeat(8 * 1024);
+    let mut version = 1;
+    let refusal = loop {
+        let change = json!({"status": "protecting", "version": version + 1,
+            "extend_info": {format!("note_{version}"): chunk.clone()}});
+        let response = app
+            .client
+            .post(format!("{}{path}/status", app.address))
+            .header("X-Auth-Token", &engine)
+            .json(&change)
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 200 {
+            break response;
+        }
+        version += 1;
+        assert!(
+            version < 20,
+            "{}: the item grew past {} bytes",
+            app.db_label,
+            csbs_domain::MAX_ITEM_BYTES
+        );
+    };
+    let body = assert_error(refusal, 400, "CSBS.9001").await;
+    assert!(
+        body["error_msg"].as_str().unwrap().contains("extend_info"),
+        "{body}"
+    );
+    // The item stays as it was before the refused change.
+    let response = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .header("X-Auth-Token", &engine)
+        .send()
+        .await
+        .unwrap();
+    let stored: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(stored["version"], version);
+}
+
+/// A page of large items ends before its bytes pass `MAX_PAGE_BYTES`, with a `next` link;
+/// paging still yields every item, as many as the count says.
+#[actix_web::test]
+async fn a_page_of_large_items_is_bounded_in_bytes() {
+    let app = TestApp::spawn(TestDatabase::sqlite()).await;
+    let filler = "y".repeat(60 * 1024);
+    let records: Vec<_> = (0..300)
+        .map(|i| {
+            item_record(
+                "tenant-a",
+                json!({"name": format!("big-{i}"), "description": filler.clone()}),
+            )
+        })
+        .collect();
+    app.store(&records);
+    let mut path = "/v1/tenant-a/checkpoint_items?limit=1000".to_owned();
+    let mut seen = std::collections::HashSet::new();
+    let mut pages = 0;
+    loop {
+        let response = app.get(&path, &app.token("tenant-a", &[])).await;
+        assert_eq!(response.status(), 200);
+        let bytes = response.bytes().await.unwrap();
+        assert!(
+            bytes.len() <= csbs_domain::MAX_PAGE_BYTES + 64 * 1024,
+            "{} bytes",
+            bytes.len()
+        );
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for item in body["checkpoint_items"].as_array().unwrap() {
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "no item twice"
+            );
+        }
+        pages += 1;
+        match body["checkpoint_items_links"][0]["href"].as_str() {
+            Some(next) => {
+                path = next.trim_start_matches(&app.address).to_owned();
+            }
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "300 items of 60 KiB need more than one page");
+    assert_eq!(seen.len(), 300);
+    assert_eq!(app.count("tenant-a", "").await, 300);
+}
+
 backend_tests!(
     async: many_values_of_a_filter_are_refused_not_a_crash,
+    items_cannot_grow_without_bound,
     racing_retries_get_the_first_answer_or_409,
 );
