@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod errors;
 pub mod metrics;
 pub mod openapi;
+pub mod public_url;
 pub mod request_body;
 pub mod routes;
 pub mod sample_data;

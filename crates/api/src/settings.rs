@@ -46,6 +46,10 @@ pub struct ServerSettings {
     /// Base URL for `checkpoint_items_links` (e.g. `https://csbs.example.com`); empty means the
     /// scheme and host the request came in on.
     pub public_base_url: String,
+    /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front of the service:
+    /// only their `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host` headers are believed
+    /// when links are made from the request (`public_base_url` empty).
+    pub trusted_proxies: Vec<String>,
     /// How long a client may take to send a request's headers (from the connection's first
     /// byte, or the end of its previous request); then the connection is closed with 408.
     pub header_timeout_ms: u64,
@@ -171,8 +175,11 @@ impl DatabaseSettings {
     }
 }
 
-/// The environment variable of the one list setting, comma-separated.
-const PUBLIC_KEY_FILES_VAR: &str = "CSBS__AUTH__PUBLIC_KEY_FILES";
+/// The environment variables of the list settings, comma-separated, and their keys.
+const LIST_VARIABLES: [(&str, &str); 2] = [
+    ("CSBS__AUTH__PUBLIC_KEY_FILES", "auth.public_key_files"),
+    ("CSBS__SERVER__TRUSTED_PROXIES", "server.trusted_proxies"),
+];
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -203,11 +210,13 @@ impl Settings {
             }
         }
         // Values stay text (a numeric secret must not become a number); serde converts the
-        // numeric settings. The one list is split here, as `config` splits lists only when it
+        // numeric settings. The lists are split here, as `config` splits lists only when it
         // also guesses every value's type.
         let variables: config::Map<String, String> = env
             .iter()
-            .filter(|(name, _)| name.starts_with("CSBS__") && name.as_str() != PUBLIC_KEY_FILES_VAR)
+            .filter(|(name, _)| {
+                name.starts_with("CSBS__") && !LIST_VARIABLES.iter().any(|(v, _)| v == name)
+            })
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         builder = builder.add_source(
@@ -216,16 +225,18 @@ impl Settings {
                 .separator("__")
                 .source(Some(variables)),
         );
-        if let Some(files) = env.get(PUBLIC_KEY_FILES_VAR) {
-            let files: Vec<String> = files
-                .split(',')
-                .map(str::trim)
-                .filter(|f| !f.is_empty())
-                .map(str::to_owned)
-                .collect();
-            builder = builder
-                .set_override("auth.public_key_files", files)
-                .map_err(|e| SettingsError(e.to_string()))?;
+        for (variable, key) in LIST_VARIABLES {
+            if let Some(list) = env.get(variable) {
+                let items: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                builder = builder
+                    .set_override(key, items)
+                    .map_err(|e| SettingsError(e.to_string()))?;
+            }
         }
         if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
             builder = builder

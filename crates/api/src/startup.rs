@@ -15,6 +15,7 @@ use secrecy::ExposeSecret;
 
 use crate::envelope::envelope;
 use crate::metrics::Metrics;
+use crate::public_url::TrustedProxy;
 use crate::request_body::BodyLimits;
 use crate::routes;
 use crate::settings::Settings;
@@ -67,6 +68,13 @@ impl Application {
             readiness,
             public_base_url: Some(settings.server.public_base_url.clone())
                 .filter(|u| !u.is_empty()),
+            trusted_proxies: settings
+                .server
+                .trusted_proxies
+                .iter()
+                .map(|proxy| TrustedProxy::parse(proxy))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("invalid server.trusted_proxies: {e}"))?,
             max_bulk_items: settings.ingest.max_bulk_items,
             database_deadline: Duration::from_millis(settings.database.request_timeout_ms),
             metrics: Metrics::new()?,

@@ -11,6 +11,7 @@ use csbs_storage::{Repository, StorageError};
 
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
+use crate::public_url::TrustedProxy;
 
 /// Whether migrations have been applied since start-up. Until then every database request is
 /// answered 503, so that a service started before its database never serves a half-made schema.
@@ -39,6 +40,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Base of the URLs in `checkpoint_items_links`, when configured.
     pub public_base_url: Option<String>,
+    /// Proxies whose forwarding headers say how clients reached the service.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Items one bulk ingest request may carry.
     pub max_bulk_items: usize,
     /// The longest a request waits for the database, the wait for a connection included.

@@ -15,6 +15,7 @@ use super::{query_pairs, register};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
 use crate::openapi as doc;
+use crate::public_url;
 use crate::state::AppState;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -121,7 +122,7 @@ async fn list(
     let items = state
         .run(move |repository| repository.list(&filter, &sort, &page))
         .await?;
-    let next = next_link(&req, &state, &pairs, &items);
+    let next = next_link(&req, &state, &pairs, &items).transpose()?;
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(list_body(&items, next.as_deref())))
@@ -150,13 +151,14 @@ fn list_body(page: &ItemPage, next: Option<&str>) -> String {
 }
 
 /// This request's URL with `marker` set to the last item of the page (and `offset` dropped:
-/// the marker already places the next page). `None` on the last page.
+/// the marker already places the next page). `None` on the last page; a refusal when the
+/// request's host (or a trusted proxy's forwarding headers) cannot make a URL.
 fn next_link(
     req: &HttpRequest,
     state: &AppState,
     pairs: &[(String, String)],
     page: &ItemPage,
-) -> Option<String> {
+) -> Option<Result<String, ParamError>> {
     let last_id = page.last_id.as_deref().filter(|_| page.has_more)?;
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (key, value) in pairs {
@@ -165,14 +167,12 @@ fn next_link(
         }
     }
     query.append_pair("marker", last_id);
-    let base = match &state.public_base_url {
-        Some(base) => base.trim_end_matches('/').to_owned(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
-    };
-    Some(format!("{base}{}?{}", req.path(), query.finish()))
+    let base = public_url::base_url(
+        req,
+        state.public_base_url.as_deref(),
+        &state.trusted_proxies,
+    );
+    Some(base.map(|base| format!("{base}{}?{}", req.path(), query.finish())))
 }
 
 /// Show a backup

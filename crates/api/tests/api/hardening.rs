@@ -462,6 +462,101 @@ async fn a_page_of_large_items_is_bounded_in_bytes() {
     assert_eq!(app.count("tenant-a", "").await, 300);
 }
 
+/// With `public_base_url` empty, `next` links came from whatever `Host` and forwarding
+/// headers a client sent (`javascript://…` was accepted). Forwarding headers count only from
+/// `server.trusted_proxies`, and the scheme and host must be valid.
+#[actix_web::test]
+async fn next_links_come_from_valid_hosts_and_trusted_proxies() {
+    let db = TestDatabase::sqlite();
+    let mut settings = crate::helpers::test_settings(db.url());
+    let app = TestApp::spawn_with(settings.clone(), Some(db), "SQLite".into()).await;
+    app.store(&[
+        item_record("tenant-a", json!({})),
+        item_record("tenant-a", json!({})),
+    ]);
+    let token = app.token("tenant-a", &[]);
+    let page = |app: &TestApp, headers: Vec<(&'static str, &'static str)>| {
+        let mut request = app
+            .client
+            .get(format!(
+                "{}/v1/tenant-a/checkpoint_items?limit=1",
+                app.address
+            ))
+            .header("X-Auth-Token", &token);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let next = |body: &serde_json::Value| {
+        body["checkpoint_items_links"][0]["href"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Not a trusted proxy: the forwarding headers are ignored.
+    let response = page(
+        &app,
+        vec![
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "javascript"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        next(&body).starts_with(&format!("{}/v1/tenant-a/", app.address)),
+        "{body}"
+    );
+    // A host that cannot make a URL is refused, naming the header.
+    let response = page(&app, vec![("Host", "javascript://alert(1)")])
+        .await
+        .unwrap();
+    let body = assert_error(response, 400, "CSBS.9001").await;
+    assert!(
+        body["error_msg"].as_str().unwrap().contains("Host"),
+        "{body}"
+    );
+
+    // From a trusted proxy (here: this host), its headers make the link, and are checked too.
+    let db = TestDatabase::sqlite();
+    settings.database.url = secrecy::SecretString::from(db.url().to_owned());
+    settings.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let proxied = TestApp::spawn_with(settings, Some(db), "SQLite".into()).await;
+    proxied.store(&[
+        item_record("tenant-a", json!({})),
+        item_record("tenant-a", json!({})),
+    ]);
+    let response = page(
+        &proxied,
+        vec![
+            ("X-Forwarded-Host", "csbs.example.com"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    )
+    .await
+    .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        next(&body).starts_with("https://csbs.example.com/v1/tenant-a/checkpoint_items?"),
+        "{body}"
+    );
+    let response = page(&proxied, vec![("X-Forwarded-Proto", "javascript")])
+        .await
+        .unwrap();
+    let body = assert_error(response, 400, "CSBS.9001").await;
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("X-Forwarded-Proto"),
+        "{body}"
+    );
+}
+
 backend_tests!(
     async: many_values_of_a_filter_are_refused_not_a_crash,
     items_cannot_grow_without_bound,
