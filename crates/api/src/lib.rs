@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod errors;
+pub mod http_refusals;
 pub mod metrics;
 pub mod openapi;
 pub mod public_url;

@@ -5,15 +5,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::HttpService;
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{from_fn, Compress};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context;
 use csbs_auth::TokenValidator;
 use csbs_storage::{establish, DatabaseUrl, Repository};
 use secrecy::ExposeSecret;
 
 use crate::envelope::envelope;
+use crate::http_refusals::Refusals;
 use crate::metrics::Metrics;
 use crate::public_url::TrustedProxy;
 use crate::request_body::BodyLimits;
@@ -88,20 +91,35 @@ impl Application {
             max_bytes: settings.ingest.max_body_bytes,
             timeout: Duration::from_millis(settings.server.body_timeout_ms),
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(body_limits.clone())
-                .wrap(from_fn(envelope))
-                // Outermost, so that it compresses the envelope's final bodies.
-                .wrap(Compress::default())
-                .configure(routes::configure)
-                .configure(|cfg| extra(cfg))
-                .default_service(web::to(routes::no_route))
-        })
-        .shutdown_timeout(settings.server.shutdown_grace_seconds)
-        .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms))
-        .listen(listener)?;
+        let header_timeout = Duration::from_millis(settings.server.header_timeout_ms);
+        // actix-web's `HttpServer`, spelled out, for one difference: each connection's stream
+        // is wrapped so that the HTTP layer's own refusals leave in the service's error format
+        // (`http_refusals`). HTTP/1 only, as before (no `http2` feature).
+        let mut server = actix_server::Server::build()
+            .shutdown_timeout(settings.server.shutdown_grace_seconds)
+            .listen("csbs-api", listener, move || {
+                let app = App::new()
+                    .app_data(data.clone())
+                    .app_data(body_limits.clone())
+                    .wrap(from_fn(envelope))
+                    // Outermost, so that it compresses the envelope's final bodies.
+                    .wrap(Compress::default())
+                    .configure(routes::configure)
+                    .configure(|cfg| extra(cfg))
+                    .default_service(web::to(routes::no_route));
+                let http = HttpService::build()
+                    .client_request_timeout(header_timeout)
+                    .h1(map_config(app.into_factory(), |_| AppConfig::default()));
+                fn_service(|stream: actix_web::rt::net::TcpStream| {
+                    let peer = stream.peer_addr().ok();
+                    let _ = stream.set_nodelay(true);
+                    std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                        Refusals::new(stream),
+                        peer,
+                    )))
+                })
+                .and_then(http)
+            })?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

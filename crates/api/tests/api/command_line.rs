@@ -229,3 +229,66 @@ fn seed_prints_only_tenants_on_stdout() {
     assert!(!output.stderr.is_empty(), "the logs went to stderr");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Each request actix could not parse was logged at ERROR, one line each: anyone could flood
+/// the logs with them. They are answered and logged at INFO as any request is, and nothing a
+/// client sends makes an ERROR line.
+#[test]
+fn malformed_requests_do_not_log_errors() {
+    use std::io::{BufRead, BufReader, Read};
+    let db = TestDatabase::sqlite();
+    let data_dir = std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+    let mut service = csbs_api(db.url(), &data_dir)
+        .env("CSBS__LOG__FILTER", "info")
+        .env("CSBS__LOG__FORMAT", "json")
+        .env("CSBS__SERVER__BIND", "127.0.0.1:0")
+        .env("CSBS__SERVER__WORKERS", "1")
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logs = BufReader::new(service.stderr.take().unwrap());
+    let mut port = None;
+    let mut line = String::new();
+    while port.is_none() && logs.read_line(&mut line).unwrap() > 0 {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "csbs-api is serving" {
+            port = event["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+        }
+        line.clear();
+    }
+    let port = port.expect("the service says where it listens");
+
+    let floods: [&[u8]; 3] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n",
+        b"GET /\xff\xfe HTTP/1.1\r\n\r\n",
+    ];
+    for i in 0..30 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = stream.write_all(floods[i % floods.len()]);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let _ = Command::new("kill").arg(service.id().to_string()).status();
+    let mut rest = String::new();
+    logs.read_to_string(&mut rest).unwrap();
+    service.wait().unwrap();
+    let events: Vec<serde_json::Value> = rest
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let errors: Vec<&serde_json::Value> = events.iter().filter(|e| e["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let refused = events
+        .iter()
+        .filter(|e| e["route"] == "(refused by the HTTP layer)" && e["level"] == "INFO")
+        .count();
+    assert_eq!(refused, 30, "{rest}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -86,3 +86,82 @@ async fn request_ids_are_echoed_or_made() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// Sends `request` on a new connection and reads the answer until the server closes it.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The server may answer (and close) before it has read everything.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body and request id of an answer read off the wire, after checking its status.
+fn assert_raw_error(answer: &str, status: u16) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    assert!(
+        head.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{answer:?}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: application/json"), "{head}");
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(json["error_code"], "CSBS.9001", "{json}");
+    let id = json["request_id"].as_str().unwrap();
+    assert!(lower.contains(&format!("x-request-id: {id}")), "{head}");
+    assert!(
+        lower.contains(&format!("x-openstack-request-id: {id}")),
+        "{head}"
+    );
+}
+
+/// The HTTP layer's own refusals (a request it cannot parse, a URI or head too long, headers
+/// too slow) answered with an empty body and no request id; they carry both like every answer.
+#[actix_web::test]
+async fn the_http_layers_own_refusals_are_json_with_request_ids() {
+    let db = TestDatabase::sqlite();
+    let mut settings = crate::helpers::test_settings(db.url());
+    settings.server.header_timeout_ms = 500;
+    let app = TestApp::spawn_with(settings, Some(db), "SQLite".into()).await;
+
+    let long_uri = format!(
+        "GET /v1/tenant-a/checkpoint_items/count?name={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    assert_raw_error(&raw_exchange(&app, long_uri.as_bytes()).await, 400);
+    let huge_head = format!(
+        "GET /healthz?name={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(1_000_000)
+    );
+    assert_raw_error(&raw_exchange(&app, huge_head.as_bytes()).await, 431);
+    assert_raw_error(&raw_exchange(&app, b"GARBAGE\r\n\r\n").await, 400);
+    assert_raw_error(
+        &raw_exchange(
+            &app,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        )
+        .await,
+        400,
+    );
+    // Headers that never end.
+    assert_raw_error(
+        &raw_exchange(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await,
+        408,
+    );
+
+    // A good request after a refusal on the same connection's heels is served.
+    let answer = raw_exchange(
+        &app,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
