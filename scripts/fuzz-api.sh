@@ -4,8 +4,10 @@
 # Builds csbs-api, starts it on a free port with a fresh SQLite database in a temporary folder,
 # loads a few backups, mints one token with the administrator and service roles (so that every
 # route, ingest included, is reachable), and lets schemathesis call every operation of
-# /openapi.json. A run fails on any answer that is a 5xx, that does not match its declared
-# schema, headers or content type, or whose status the document does not list.
+# /openapi.json; then runs stateful sequences along the document's links as a tenant, an
+# administrator and a backup engine, each with its own token. A run fails on any answer that
+# is a 5xx, that does not match its declared schema, headers or content type, whose status the
+# document does not list, a 405 without a correct Allow, or a created item that cannot be read.
 #
 #   bash scripts/fuzz-api.sh                      # the short CI pass
 #   CSBS_FUZZ_MAX_EXAMPLES=500 bash scripts/fuzz-api.sh   # a longer hunt
@@ -124,6 +126,11 @@ say "loading $(wc -l <"$WORK/items.jsonl") backups"
     exit 1
 }
 TOKEN=$("$BIN" token --project-id "$PROJECT" --role admin --role csbs_service --ttl 2h 2>/dev/null)
+# The stateful passes run as each kind of caller alone: the tenant itself, an administrator
+# (of another project), and a backup engine (the service role).
+TENANT_TOKEN=$("$BIN" token --project-id "$PROJECT" --ttl 2h 2>/dev/null)
+ADMIN_TOKEN=$("$BIN" token --project-id ops --role admin --ttl 2h 2>/dev/null)
+SERVICE_TOKEN=$("$BIN" token --project-id engines --role csbs_service --ttl 2h 2>/dev/null)
 
 "$BIN" serve >"$WORK/service.log" 2>&1 &
 SERVICE_PID=$!
@@ -234,6 +241,8 @@ export CSBS_FUZZ_ITEMS CSBS_FUZZ_RECORDS
 
 seed_args=(--seed "$SEED")
 [ "$SEED" = random ] && seed_args=()
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance
+FUZZ_TOKEN=$TOKEN
 fuzz() {
     local name=$1
     shift
@@ -241,8 +250,8 @@ fuzz() {
         # Hypothesis keeps files in the working folder: keep them out of the tree.
         cd "$WORK"
         "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
-            --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-            --header "X-Auth-Token: $TOKEN" \
+            --checks "$CHECKS" \
+            --header "X-Auth-Token: $FUZZ_TOKEN" \
             --max-examples "$MAX_EXAMPLES" \
             "${seed_args[@]}" \
             --workers 2 \
@@ -281,6 +290,26 @@ if [ "$MODE" != negative ]; then
     status=0
     fuzz positive --mode positive || status=$?
     record "$status" "valid data"
+fi
+
+# Stateful sequences along the document's links (create, read back, change status, list,
+# show, delete the record), once per kind of caller. Each step is checked as above, and a
+# created item must then be readable (ensure_resource_availability). `use_after_free` is not
+# checked: deleting a backup record asks for deletion, its items stay readable (in
+# `waiting_delete`) until the engine reports them `deleted`.
+if [ "$MODE" != negative ]; then
+    for caller in tenant administrator service; do
+        case $caller in
+            tenant) FUZZ_TOKEN=$TENANT_TOKEN ;;
+            administrator) FUZZ_TOKEN=$ADMIN_TOKEN ;;
+            service) FUZZ_TOKEN=$SERVICE_TOKEN ;;
+        esac
+        say "pass 3: stateful sequences as the $caller"
+        status=0
+        CHECKS="$CHECKS,ensure_resource_availability" fuzz "stateful-$caller" --mode positive --phases stateful || status=$?
+        record "$status" "stateful, $caller"
+    done
+    FUZZ_TOKEN=$TOKEN
 fi
 
 # --- summary ----------------------------------------------------------------------------------

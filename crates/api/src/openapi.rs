@@ -84,7 +84,7 @@ use crate::routes;
         Readiness,
         OpenApiDocument,
     )),
-    modifiers(&SecuritySchemes, &ErrorAnswers, &Envelope, &ObjectKeys),
+    modifiers(&SecuritySchemes, &ErrorAnswers, &Envelope, &ObjectKeys, &Links),
     tags(
         (name = "checkpoint_items", description = "The public CSBS backup API (spec §1–§6)."),
         (name = "ingest", description = "For backup engines: create, replace and move items \
@@ -698,6 +698,167 @@ impl Modify for Envelope {
             for response in components.responses.values_mut() {
                 if let RefOr::T(response) = response {
                     Self::add_headers(response);
+                }
+            }
+        }
+    }
+}
+
+/// Links between operations (OpenAPI Link Objects): where an answer names an item or a backup
+/// record, the operations that take it. Clients may follow them; `scripts/fuzz-api.sh` runs
+/// stateful sequences along them (create, read back, change, list, delete).
+struct Links;
+
+/// (operation, statuses, link name, linked operation, parameters as runtime expressions).
+type LinkSpec = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const LINKS: &[LinkSpec] = &[
+    (
+        "ingest_put_item",
+        &["200", "201"],
+        "ReadBack",
+        "ingest_get_item",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("checkpoint_item_id", "$response.body#/checkpoint_item/id"),
+        ],
+    ),
+    (
+        "ingest_put_item",
+        &["200", "201"],
+        "Show",
+        "show_checkpoint_item",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("checkpoint_item_id", "$response.body#/checkpoint_item/id"),
+        ],
+    ),
+    (
+        "ingest_put_item",
+        &["200", "201"],
+        "ChangeStatus",
+        "ingest_change_status",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("checkpoint_item_id", "$response.body#/checkpoint_item/id"),
+        ],
+    ),
+    (
+        "ingest_put_item",
+        &["200", "201"],
+        "DeleteRecord",
+        "delete_checkpoint",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("provider_id", PROVIDER_ID),
+            (
+                "checkpoint_id",
+                "$response.body#/checkpoint_item/checkpoint_id",
+            ),
+        ],
+    ),
+    (
+        "ingest_change_status",
+        &["200"],
+        "ReadBack",
+        "ingest_get_item",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("checkpoint_item_id", "$response.body#/checkpoint_item/id"),
+        ],
+    ),
+    (
+        "ingest_bulk",
+        &["200"],
+        "ReadFirst",
+        "ingest_get_item",
+        &[
+            ("project_id", "$request.path.project_id"),
+            (
+                "checkpoint_item_id",
+                "$response.body#/checkpoint_items/0/id",
+            ),
+        ],
+    ),
+    (
+        "list_checkpoint_items",
+        &["200"],
+        "ShowFirst",
+        "show_checkpoint_item",
+        &[
+            ("project_id", "$request.path.project_id"),
+            (
+                "checkpoint_item_id",
+                "$response.body#/checkpoint_items/0/id",
+            ),
+        ],
+    ),
+    (
+        "list_checkpoint_items",
+        &["200"],
+        "DeleteFirstRecord",
+        "delete_checkpoint",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("provider_id", PROVIDER_ID),
+            (
+                "checkpoint_id",
+                "$response.body#/checkpoint_items/0/checkpoint_id",
+            ),
+        ],
+    ),
+    (
+        "show_checkpoint_item",
+        &["200"],
+        "ReadVersion",
+        "ingest_get_item",
+        &[
+            ("project_id", "$request.path.project_id"),
+            ("checkpoint_item_id", "$response.body#/checkpoint_item/id"),
+        ],
+    ),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let Some(id) = operation.operation_id.clone() else {
+                    continue;
+                };
+                for (from, statuses, name, to, parameters) in LINKS {
+                    if *from != id {
+                        continue;
+                    }
+                    for status in *statuses {
+                        let Some(RefOr::T(response)) =
+                            operation.responses.responses.get_mut(*status)
+                        else {
+                            continue;
+                        };
+                        let mut link = LinkBuilder::new().operation_id(*to);
+                        for (parameter, expression) in *parameters {
+                            link = link.parameter(*parameter, *expression);
+                        }
+                        response
+                            .links
+                            .insert((*name).to_owned(), RefOr::T(link.build()));
+                    }
                 }
             }
         }

@@ -444,3 +444,55 @@ async fn the_documented_statuses_are_the_domain_statuses() {
         .collect();
     assert_eq!(documented, known);
 }
+
+/// Every link (OpenAPI Link Object) names an operation of the document and only path
+/// parameters that operation has, and gives every one of them, so that a client (or the
+/// stateful fuzzer) following it makes a complete request.
+#[actix_web::test]
+async fn every_link_names_a_real_operation_and_its_path_parameters() {
+    let (address, _db) = spawn().await;
+    let document = document(&address).await;
+    let mut operations = std::collections::BTreeMap::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for key in OPERATION_KEYS {
+            if let Some(operation) = item.get(key) {
+                let path_parameters: BTreeSet<String> = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect();
+                operations.insert(
+                    operation["operationId"].as_str().unwrap().to_owned(),
+                    path_parameters,
+                );
+            }
+        }
+    }
+    let mut links = 0;
+    for item in document["paths"].as_object().unwrap().values() {
+        for key in OPERATION_KEYS {
+            let Some(operation) = item.get(key) else {
+                continue;
+            };
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    links += 1;
+                    let target = link["operationId"].as_str().unwrap();
+                    let wanted = operations
+                        .get(target)
+                        .unwrap_or_else(|| panic!("{name} ({status}) links to unknown {target}"));
+                    let given: BTreeSet<String> = link["parameters"]
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .cloned()
+                        .collect();
+                    assert_eq!(&given, wanted, "{name} → {target}");
+                }
+            }
+        }
+    }
+    assert!(links >= 8, "{links} links");
+}
