@@ -209,14 +209,17 @@ fn parameter(
     description: &str,
     schema: impl Into<RefOr<Schema>>,
 ) -> ParameterBuilder {
+    // `parameter_in` first: utoipa's `required` forces `true` while the location is still its
+    // default, the path.
+    let required = if location == ParameterIn::Path {
+        Required::True
+    } else {
+        Required::False
+    };
     ParameterBuilder::new()
         .name(name)
-        .required(if location == ParameterIn::Path {
-            Required::True
-        } else {
-            Required::False
-        })
         .parameter_in(location)
+        .required(required)
         .description(Some(description))
         .schema(Some(schema))
 }

@@ -496,3 +496,53 @@ async fn every_link_names_a_real_operation_and_its_path_parameters() {
     }
     assert!(links >= 8, "{links} links");
 }
+
+/// `Idempotency-Key` is optional (a write without one is simply not replayable), and the
+/// document says so.
+#[actix_web::test]
+async fn the_idempotency_key_is_documented_as_optional() {
+    let (address, _db) = spawn().await;
+    let document = document(&address).await;
+    let mut seen = 0;
+    for item in document["paths"].as_object().unwrap().values() {
+        for key in OPERATION_KEYS {
+            let parameters = item
+                .get(key)
+                .and_then(|operation| operation["parameters"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            for parameter in parameters {
+                if parameter["name"] == "Idempotency-Key" {
+                    seen += 1;
+                    assert_eq!(parameter["in"], "header");
+                    assert_ne!(parameter["required"], true, "{parameter}");
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 3, "PUT, status change and bulk take a key");
+}
+
+/// Only path parameters are required; every query parameter is optional.
+#[actix_web::test]
+async fn only_path_parameters_are_required() {
+    let (address, _db) = spawn().await;
+    let document = document(&address).await;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for key in OPERATION_KEYS {
+            let parameters = item
+                .get(key)
+                .and_then(|operation| operation["parameters"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            for parameter in parameters {
+                let required = parameter["required"] == true;
+                assert_eq!(
+                    required,
+                    parameter["in"] == "path",
+                    "{key} {path}: {parameter}"
+                );
+            }
+        }
+    }
+}
