@@ -5,7 +5,7 @@ use csbs_storage::backend_tests;
 use csbs_storage::testing::{item_record, TestDatabase};
 use serde_json::json;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, ingest_item, TestApp};
 
 /// Thousands of values of one filter once overflowed the stack while the SQL was built (a
 /// nested OR per value), killing the process; on SQLite a thousand made the expression too deep.
@@ -69,16 +69,6 @@ async fn many_values_of_a_filter_are_refused_not_a_crash(db: TestDatabase) {
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let app = TestApp::spawn(TestDatabase::sqlite()).await;
     let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
-    let scrape = || async {
-        app.client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let send = |method: String, path: String| {
         let request = app.client.request(
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
@@ -91,15 +81,15 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     assert_eq!(send("BREW".into(), "/healthz".into()).await, 405);
     assert_eq!(send("GET".into(), "/no/such/0".into()).await, 404);
     assert_eq!(send("BREW".into(), "/no/such/0".into()).await, 404);
-    scrape().await;
-    let before = series(&scrape().await);
+    app.metrics().await;
+    let before = series(&app.metrics().await);
     for i in 0..200 {
         let method: String = format!("M{i:04}XQZWJ").chars().collect();
         assert_eq!(send(method.clone(), "/healthz".into()).await, 405);
         send(method, format!("/no/such/{i}")).await;
         send("GET".into(), format!("/no/such/{i}?x={i}")).await;
     }
-    let text = scrape().await;
+    let text = app.metrics().await;
     assert_eq!(series(&text), before, "{text}");
     assert!(
         text.contains(
@@ -143,9 +133,7 @@ async fn racing_retries_get_the_first_answer_or_409(db: TestDatabase) {
     let label = app.db_label.clone();
     for round in 0..20 {
         // Eight copies of one creation with one key: one stores, the others replay its answer.
-        let mut item =
-            csbs_storage::testing::item_json("tenant-a", json!({"status": "protecting"}));
-        item["version"] = json!(1);
+        let item = ingest_item("tenant-a", json!({"status": "protecting"}));
         let id = item["id"].as_str().unwrap().to_owned();
         let path = format!("/ingest/v1/tenant-a/checkpoint_items/{id}");
         let key = format!("create-{round}");
@@ -153,7 +141,7 @@ async fn racing_retries_get_the_first_answer_or_409(db: TestDatabase) {
             &app,
             reqwest::Method::PUT,
             &path,
-            &[item.clone()],
+            std::slice::from_ref(&item),
             Some(&key),
         )
         .await;
@@ -195,8 +183,7 @@ async fn racing_retries_get_the_first_answer_or_409(db: TestDatabase) {
         // Eight different creations under one key: one is stored, the key then refuses the rest.
         let bodies: Vec<serde_json::Value> = (0..8)
             .map(|_| {
-                let mut item = csbs_storage::testing::item_json("tenant-a", json!({}));
-                item["version"] = json!(1);
+                let item = ingest_item("tenant-a", json!({}));
                 json!({"checkpoint_items": [item]})
             })
             .collect();
@@ -286,14 +273,7 @@ async fn a_full_disk_is_503_for_writes_and_reads_go_on() {
     let mut refused = 0;
     for _ in 0..200 {
         let items: Vec<serde_json::Value> = (0..20)
-            .map(|_| {
-                let mut item = csbs_storage::testing::item_json(
-                    "tenant-a",
-                    json!({"description": padding.clone()}),
-                );
-                item["version"] = json!(1);
-                item
-            })
+            .map(|_| ingest_item("tenant-a", json!({"description": padding.clone()})))
             .collect();
         let response = app
             .client
@@ -336,15 +316,7 @@ async fn a_full_disk_is_503_for_writes_and_reads_go_on() {
         .get_json("tenant-a", "/v1/tenant-a/checkpoint_items?limit=5")
         .await;
     assert_eq!(body["checkpoint_items"].as_array().unwrap().len(), 5);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(&format!(
             "csbs_database_errors_total{{kind=\"storage_full\"}} {refused}"
@@ -359,20 +331,14 @@ async fn a_full_disk_is_503_for_writes_and_reads_go_on() {
 async fn items_cannot_grow_without_bound(db: TestDatabase) {
     let app = TestApp::spawn(db).await;
     let engine = app.token("tenant-a", &["csbs_service"]);
-    let mut item = csbs_storage::testing::item_json("tenant-a", json!({"status": "protecting"}));
-    item["version"] = json!(1);
+    let item = ingest_item("tenant-a", json!({"status": "protecting"}));
     let path = format!(
         "/ingest/v1/tenant-a/checkpoint_items/{}",
         item["id"].as_str().unwrap()
     );
     let response = app
-        .client
-        .put(format!("{}{path}", app.address))
-        .header("X-Auth-Token", &engine)
-        .json(&item)
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::PUT, &path, &engine, Some(&item), None)
+        .await;
     assert_eq!(response.status(), 201);
     let chunk = "x".repeat(8 * 1024);
     let mut version = 1;
@@ -380,13 +346,14 @@ async fn items_cannot_grow_without_bound(db: TestDatabase) {
         let change = json!({"status": "protecting", "version": version + 1,
             "extend_info": {format!("note_{version}"): chunk.clone()}});
         let response = app
-            .client
-            .post(format!("{}{path}/status", app.address))
-            .header("X-Auth-Token", &engine)
-            .json(&change)
-            .send()
-            .await
-            .unwrap();
+            .send(
+                reqwest::Method::POST,
+                &format!("{path}/status"),
+                &engine,
+                Some(&change),
+                None,
+            )
+            .await;
         if response.status() != 200 {
             break response;
         }

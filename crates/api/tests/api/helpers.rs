@@ -8,7 +8,7 @@ use csbs_api::startup::Application;
 use csbs_api::state::AppState;
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::{BackupRecord, ProjectId};
-use csbs_storage::testing::TestDatabase;
+use csbs_storage::testing::{item_json, TestDatabase};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -99,6 +99,40 @@ impl TestApp {
         self.state.repository.upsert(records).unwrap();
     }
 
+    /// `method path` with `token`, a JSON `body` and an `Idempotency-Key` when given.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .header("X-Auth-Token", token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     /// `GET path` with `token` in `X-Auth-Token`.
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
@@ -142,6 +176,13 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// An item of `project` as an engine reports it new: [`item_json`] at version 1.
+pub fn ingest_item(project: &str, overrides: Value) -> Value {
+    let mut item = item_json(project, overrides);
+    item["version"] = serde_json::json!(1);
+    item
 }
 
 /// Asserts an error answer of spec §6: status, code, JSON body with the request id of the

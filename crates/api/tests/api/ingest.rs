@@ -3,34 +3,13 @@
 use csbs_storage::testing::{item_json, test_databases};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, ingest_item, TestApp};
 
 const PROVIDER: &str = "fc4d5750-22e7-4798-8a46-f48f62c4c1da";
 
 impl TestApp {
     fn engine(&self) -> String {
         self.token("engine-project", &["csbs_service"])
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-        key: Option<&str>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.address))
-            .header("X-Auth-Token", token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        request.send().await.unwrap()
     }
 
     async fn put_item(&self, project: &str, item: &Value, key: Option<&str>) -> reqwest::Response {
@@ -257,8 +236,7 @@ async fn engines_may_be_bound_to_their_own_tenant() {
         let app = TestApp::spawn_with(settings, Some(db), "SQLite".into()).await;
         let engine = app.token("engines", &["csbs_service"]);
         for (project, expected) in [("tenant-b", into_other), ("engines", 201)] {
-            let mut item = item_json(project, json!({}));
-            item["version"] = json!(1);
+            let item = ingest_item(project, json!({}));
             let path = format!(
                 "/ingest/v1/{project}/checkpoint_items/{}",
                 item["id"].as_str().unwrap()

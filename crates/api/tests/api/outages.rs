@@ -196,8 +196,7 @@ async fn a_frozen_database_is_503_within_the_request_timeout() {
             ))
             .header("X-Auth-Token", &engine)
             .json(&{
-                let mut item = csbs_storage::testing::item_json("tenant-a", serde_json::json!({}));
-                item["version"] = serde_json::json!(1);
+                let mut item = crate::helpers::ingest_item("tenant-a", serde_json::json!({}));
                 item.as_object_mut().unwrap().remove("id");
                 item
             })
