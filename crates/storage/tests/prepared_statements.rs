@@ -81,8 +81,9 @@ fn a_query_shape_is_prepared_once_per_connection(db: TestDatabase) {
     );
 }
 
-/// However many values a filter is given, they take one statement on PostgreSQL (one array
-/// parameter) and at most eight on SQLite (lists padded to powers of two, up to 128).
+/// However many values a filter is given, they take two statements on PostgreSQL (one value,
+/// or an array parameter of any length) and at most eight on SQLite (lists padded to powers of
+/// two, up to 128).
 fn the_number_of_values_does_not_multiply_statements(db: TestDatabase) {
     let repo = single_connection(&db);
     repo.upsert(&[item_record(
@@ -111,7 +112,8 @@ fn the_number_of_values_does_not_multiply_statements(db: TestDatabase) {
     }
     let added = cached_statements(&repo) - before;
     let bound = match db.backend() {
-        Backend::Postgres => 2,
+        // Resource ids alone, and with names: one value each, or arrays.
+        Backend::Postgres => 2 + 2,
         // 1, 2, 4, …, 128 resource ids alone, and with 2, 4, …, 128 names.
         Backend::Sqlite => 8 + 8,
     };
