@@ -31,12 +31,14 @@ COPY crates/domain/Cargo.toml crates/domain/
 COPY crates/storage/Cargo.toml crates/storage/
 COPY crates/auth/Cargo.toml crates/auth/
 COPY crates/api/Cargo.toml crates/api/
-RUN for crate in domain storage auth api; do \
+COPY crates/test-support/Cargo.toml crates/test-support/
+RUN for crate in domain storage auth api test-support; do \
         mkdir -p "crates/${crate}/src" && : > "crates/${crate}/src/lib.rs"; \
     done \
     && echo 'fn main() {}' > crates/api/src/main.rs \
     && cargo build --release --locked -p csbs-api \
     && cargo clean --release -p csbs-domain -p csbs-storage -p csbs-auth -p csbs-api \
+        -p csbs-test-support \
     && rm -rf crates/*/src
 
 # The service: its sources, the migrations and the defaults (both compiled into the binary).

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use csbs_api::benchmark::{self, BenchmarkOptions, SqlClient};
-use csbs_storage::testing::{postgres_admin_url, TestDatabase};
+use csbs_test_support::{postgres_admin_url, TestDatabase};
 
 #[test]
 fn the_benchmark_measures_every_shape() {

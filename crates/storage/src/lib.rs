@@ -20,7 +20,6 @@ mod repository;
 mod rows;
 mod schema;
 mod sqlite_timeout;
-pub mod testing;
 
 pub use bulk::{BulkWriter, WriterStopped};
 pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
@@ -30,4 +29,4 @@ pub use ingest::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
-pub use repository::{ItemPage, PoolState, Repository, StoredItem};
+pub use repository::{Checkout, ItemPage, PoolState, Repository, StoredItem};

@@ -72,13 +72,20 @@ impl std::fmt::Debug for Repository {
 }
 
 /// A checked-out connection, used as the `DbConnection` it holds.
-pub(crate) struct Checkout(r2d2::PooledConnection<crate::pool::ConnectionManager>);
+pub struct Checkout(r2d2::PooledConnection<crate::pool::ConnectionManager>);
 
 impl Checkout {
     /// Suspends SQLite's statement timeout while the guard lives (see
     /// [`crate::pool::PooledDb::without_sqlite_timeout`]).
     pub(crate) fn without_sqlite_timeout(&self) -> crate::sqlite_timeout::Suspended {
         self.0.without_sqlite_timeout()
+    }
+}
+
+impl Checkout {
+    /// Prepared statements this connection has cached so far.
+    pub fn cached_statements(&self) -> usize {
+        self.0.cached_statements()
     }
 }
 
@@ -122,7 +129,10 @@ impl Repository {
         }
     }
 
-    pub(crate) fn connection(&self) -> Result<Checkout, StorageError> {
+    /// A connection of the pool, held until the [`Checkout`] is dropped: for work the
+    /// repository has no method for (operators' SQL, tests that hold or inspect a connection).
+    /// Waits at most the pool's timeout, as every query does.
+    pub fn connection(&self) -> Result<Checkout, StorageError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let connection = self.pool.get();
         self.waiting.fetch_sub(1, Ordering::Relaxed);

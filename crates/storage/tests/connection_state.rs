@@ -6,11 +6,10 @@
 use std::time::Duration;
 
 use csbs_domain::{CurrentItem, Plan, ProjectId};
-use csbs_storage::testing::{execute_sql, item_record, try_execute_sql, TestDatabase};
 use csbs_storage::{
-    backend_tests, Backend, PoolSettings, Repository, Selection, StorageError, StoredAnswer,
-    WriteOutcome,
+    Backend, PoolSettings, Repository, Selection, StorageError, StoredAnswer, WriteOutcome,
 };
+use csbs_test_support::{backend_tests, execute_sql, item_record, try_execute_sql, TestDatabase};
 use serde_json::json;
 
 fn single_connection(db: &TestDatabase, max_lifetime: Duration) -> Repository {

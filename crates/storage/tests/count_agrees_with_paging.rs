@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ProjectId, SortSpec, TenantScope,
 };
-use csbs_storage::testing::{item_record, list_all_ids, reference_list, test_databases};
+use csbs_test_support::{item_record, list_all_ids, reference_list, test_databases};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};

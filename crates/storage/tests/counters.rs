@@ -12,8 +12,8 @@ use csbs_domain::{
     format_timestamp, plan_status, BackupFilter, BackupRecord, BackupStatus, CountQuery, Plan,
     ProjectId, StatusUpdate, TenantScope,
 };
-use csbs_storage::testing::{execute_sql, item_record, test_databases};
 use csbs_storage::{CounterBucket, Repository, Selection, StoredAnswer, WriteOutcome};
+use csbs_test_support::{execute_sql, item_record, test_databases};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};

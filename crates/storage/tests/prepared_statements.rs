@@ -6,8 +6,9 @@
 use csbs_domain::{
     BackupFilter, CountQuery, ListQuery, ProjectId, TenantScope, MAX_VALUES_PER_FILTER,
 };
-use csbs_storage::testing::{cached_statements, item_record, TestDatabase};
-use csbs_storage::{backend_tests, Backend, PoolSettings, Repository, MAX_CACHED_STATEMENTS};
+use csbs_storage::{Backend, PoolSettings, Repository, MAX_CACHED_STATEMENTS};
+use csbs_test_support::backend_tests;
+use csbs_test_support::{cached_statements, item_record, TestDatabase};
 use serde_json::json;
 
 /// A repository on `db` whose pool holds one connection, so that every call uses it.

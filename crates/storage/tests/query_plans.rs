@@ -9,8 +9,8 @@
 use csbs_domain::{
     BackupFilter, CountQuery, ItemId, ListQuery, PageRequest, ProjectId, SortSpec, TenantScope,
 };
-use csbs_storage::testing::{item_record, test_databases};
 use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository};
+use csbs_test_support::{item_record, test_databases};
 use serde_json::json;
 
 fn tenant_filter(query: &[(&str, &str)]) -> BackupFilter {

@@ -6,11 +6,11 @@ use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ItemId, ListQuery, PageRequest,
     ProjectId, SortSpec, TenantScope,
 };
-use csbs_storage::testing::{
-    execute_sql, item_record, list_all_ids, reference_list, test_databases, try_execute_sql,
-};
 use csbs_storage::{
     Backend, ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError,
+};
+use csbs_test_support::{
+    execute_sql, item_record, list_all_ids, reference_list, test_databases, try_execute_sql,
 };
 use serde_json::json;
 
@@ -566,7 +566,7 @@ fn on_sqlite_a_service_write_waits_out_a_bulk_batch_within_the_busy_timeout() {
     use diesel::Connection;
     use std::time::{Duration, Instant};
 
-    let db = csbs_storage::testing::TestDatabase::sqlite();
+    let db = csbs_test_support::TestDatabase::sqlite();
     let busy_timeout = Duration::from_millis(1500);
     let repository = db.repository_with(&PoolSettings {
         min_idle: 0,

@@ -188,7 +188,7 @@ pub fn seed(
 #[cfg(test)]
 mod tests {
     use csbs_domain::{BackupFilter, BackupStatus, Criteria, PageRequest, SortSpec, TenantScope};
-    use csbs_storage::testing::TestDatabase;
+    use csbs_test_support::TestDatabase;
 
     use super::*;
 

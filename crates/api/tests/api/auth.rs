@@ -1,6 +1,6 @@
 //! Authentication and authorisation over HTTP (spec §5).
 
-use csbs_storage::testing::{item_record, test_databases};
+use csbs_test_support::{item_record, test_databases};
 use serde_json::json;
 
 use crate::helpers::{assert_error, TestApp};

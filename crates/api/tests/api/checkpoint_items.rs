@@ -1,6 +1,6 @@
 //! Count, list and show over HTTP.
 
-use csbs_storage::testing::{item_record, test_databases};
+use csbs_test_support::{item_record, test_databases};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, TestApp};

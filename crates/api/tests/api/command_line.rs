@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::Command;
 
 use csbs_api::commands::import::import;
-use csbs_storage::testing::{execute_sql, item_json, test_databases, TestDatabase};
+use csbs_test_support::{execute_sql, item_json, test_databases, TestDatabase};
 use serde_json::json;
 
 fn csbs_api(database_url: &str, data_dir: &std::path::Path) -> Command {

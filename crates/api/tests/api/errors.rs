@@ -1,6 +1,6 @@
 //! Error answers of every origin carry the JSON body and request ids of spec §6.
 
-use csbs_storage::testing::TestDatabase;
+use csbs_test_support::TestDatabase;
 
 use crate::helpers::{assert_error, TestApp};
 

@@ -1,8 +1,8 @@
 //! Requests made to hurt the service (found by attacking it) get a clear answer, and the
 //! service keeps serving everyone else.
 
-use csbs_storage::backend_tests;
-use csbs_storage::testing::{item_record, TestDatabase};
+use csbs_test_support::backend_tests;
+use csbs_test_support::{item_record, TestDatabase};
 use serde_json::json;
 
 use crate::helpers::{assert_error, ingest_item, TestApp};

@@ -8,7 +8,7 @@ use csbs_api::startup::Application;
 use csbs_api::state::AppState;
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::{BackupRecord, ProjectId};
-use csbs_storage::testing::{item_json, TestDatabase};
+use csbs_test_support::{item_json, TestDatabase};
 use secrecy::SecretString;
 use serde_json::Value;
 

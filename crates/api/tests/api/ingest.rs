@@ -1,6 +1,6 @@
 //! The ingest API of backup engines, the public deletion, and counts that follow every write.
 
-use csbs_storage::testing::{item_json, test_databases};
+use csbs_test_support::{item_json, test_databases};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, ingest_item, TestApp};
@@ -230,7 +230,7 @@ async fn engines_may_be_bound_to_their_own_tenant() {
         (csbs_auth::ServiceTenants::Any, 201),
         (csbs_auth::ServiceTenants::Own, 403),
     ] {
-        let db = csbs_storage::testing::TestDatabase::sqlite();
+        let db = csbs_test_support::TestDatabase::sqlite();
         let mut settings = crate::helpers::test_settings(db.url());
         settings.auth.service_tenants = tenants;
         let app = TestApp::spawn_with(settings, Some(db), "SQLite".into()).await;

@@ -1,6 +1,6 @@
 //! What operators watch: `/metrics` in Prometheus text.
 
-use csbs_storage::testing::TestDatabase;
+use csbs_test_support::TestDatabase;
 
 use crate::helpers::{test_settings, TestApp};
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_api::startup::Application;
-use csbs_storage::testing::TestDatabase;
+use csbs_test_support::TestDatabase;
 use serde_json::Value;
 
 use crate::helpers::test_settings;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use csbs_storage::testing::{exhaust_pool, postgres_admin_url, test_databases, TestDatabase};
+use csbs_test_support::{exhaust_pool, postgres_admin_url, test_databases, TestDatabase};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use csbs_api::startup::Application;
-use csbs_storage::testing::TestDatabase;
+use csbs_test_support::TestDatabase;
 
 use crate::helpers::test_settings;
 

@@ -2,7 +2,7 @@
 //! sees another tenant's item or count; only administrators cross tenants.
 
 use csbs_domain::{BackupFilter, BackupRecord, CountQuery, ProjectId, TenantScope};
-use csbs_storage::testing::{item_record, test_databases};
+use csbs_test_support::{item_record, test_databases};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};

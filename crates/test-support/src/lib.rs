@@ -1,5 +1,7 @@
-//! Throwaway databases for the tests of this crate and of the crates built on it: a fresh
-//! SQLite file, or a fresh PostgreSQL schema, per test, removed when the test ends.
+//! Test support for the CSBS crates (a dev-dependency only): throwaway databases (a fresh
+//! SQLite file, or a fresh PostgreSQL schema, per test, removed when the test ends), one test
+//! per backend from one check (`backend_tests!`), item fixtures, and the reference meaning of a
+//! list that the queries are tested against.
 //!
 //! PostgreSQL is found at `CSBS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Under CI (`CI` set) an unreachable
@@ -14,7 +16,7 @@ use std::sync::OnceLock;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-use crate::{Backend, DatabaseUrl, PoolSettings, Repository};
+use csbs_storage::{Backend, Checkout, DatabaseUrl, PoolSettings, Repository};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -151,12 +153,10 @@ impl Drop for TestDatabase {
 
 /// Checks out every connection of `repository`'s pool and keeps them until the returned
 /// guard is dropped: the next request must then wait for the pool timeout.
-pub fn exhaust_pool(
-    repository: &Repository,
-) -> Vec<r2d2::PooledConnection<crate::pool::ConnectionManager>> {
-    let size = repository.pool.max_size();
+pub fn exhaust_pool(repository: &Repository) -> Vec<Checkout> {
+    let size = repository.pool_state().max;
     (0..size)
-        .map(|_| repository.pool.get().expect("a free connection"))
+        .map(|_| repository.connection().expect("a free connection"))
         .collect()
 }
 
@@ -164,8 +164,7 @@ pub fn exhaust_pool(
 /// pool of one connection: that connection's).
 pub fn cached_statements(repository: &Repository) -> usize {
     repository
-        .pool
-        .get()
+        .connection()
         .expect("a free connection")
         .cached_statements()
 }
@@ -317,8 +316,7 @@ pub fn execute_sql(repository: &Repository, sql: &str) {
 pub fn try_execute_sql(repository: &Repository, sql: &str) -> Result<(), String> {
     use diesel::connection::SimpleConnection;
     repository
-        .pool
-        .get()
+        .connection()
         .expect("a connection")
         .batch_execute(sql)
         .map_err(|e| e.to_string())
@@ -343,12 +341,12 @@ macro_rules! backend_tests {
             mod $check {
                 #[actix_web::test]
                 async fn sqlite() {
-                    super::$check($crate::testing::TestDatabase::sqlite()).await;
+                    super::$check($crate::TestDatabase::sqlite()).await;
                 }
 
                 #[actix_web::test]
                 async fn postgres() {
-                    if let Some(db) = $crate::testing::postgres_database() {
+                    if let Some(db) = $crate::postgres_database() {
                         super::$check(db).await;
                     }
                 }
@@ -360,12 +358,12 @@ macro_rules! backend_tests {
             mod $check {
                 #[test]
                 fn sqlite() {
-                    super::$check($crate::testing::TestDatabase::sqlite());
+                    super::$check($crate::TestDatabase::sqlite());
                 }
 
                 #[test]
                 fn postgres() {
-                    if let Some(db) = $crate::testing::postgres_database() {
+                    if let Some(db) = $crate::postgres_database() {
                         super::$check(db);
                     }
                 }
