@@ -31,14 +31,16 @@ COPY crates/domain/Cargo.toml crates/domain/
 COPY crates/storage/Cargo.toml crates/storage/
 COPY crates/auth/Cargo.toml crates/auth/
 COPY crates/api/Cargo.toml crates/api/
+COPY crates/sample-data/Cargo.toml crates/sample-data/
 COPY crates/test-support/Cargo.toml crates/test-support/
-RUN for crate in domain storage auth api test-support; do \
+COPY crates/bench/Cargo.toml crates/bench/
+RUN for crate in domain storage auth api sample-data test-support bench; do \
         mkdir -p "crates/${crate}/src" && : > "crates/${crate}/src/lib.rs"; \
     done \
-    && echo 'fn main() {}' > crates/api/src/main.rs \
+    && for binary in api bench; do echo 'fn main() {}' > "crates/${binary}/src/main.rs"; done \
     && cargo build --release --locked -p csbs-api \
     && cargo clean --release -p csbs-domain -p csbs-storage -p csbs-auth -p csbs-api \
-        -p csbs-test-support \
+        -p csbs-sample-data -p csbs-test-support -p csbs-bench \
     && rm -rf crates/*/src
 
 # The service: its sources, the migrations and the defaults (both compiled into the binary).

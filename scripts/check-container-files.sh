@@ -8,6 +8,7 @@
 #   compose schema   check-jsonschema against the Compose specification's JSON schema
 #   dclint           the compose file's lint rules (and its own copy of the schema)
 #   consistency      what no linter knows: every workspace crate is in the dependency layer,
+#                    whose cargo command succeeds on the manifests and stubs alone,
 #                    every file compiled into the binary is copied and not .dockerignored,
 #                    every CSBS__ variable names a real setting, and the image and the compose
 #                    file agree on the port, the data folder, the binary and the health checks
@@ -322,9 +323,49 @@ for member in members:
         problem(f"workspace member {member}: its Cargo.toml is not copied for the dependency layer")
     if Path(member).name not in stub_step.split("; do")[0] and member not in stub_step:
         problem(f"workspace member {member}: no stub source is made for the dependency layer")
-    has_bin = Path(member, "src/main.rs").is_file()
-    if has_bin and f"{member}/src/main.rs" not in stub_step:
-        problem(f"workspace member {member}: its src/main.rs has no stub")
+
+# The dependency layer replayed outside an engine: its COPYs into an empty folder, its stub
+# commands run there, and cargo asked to resolve the workspace as the layer's `cargo build`
+# will. A manifest naming a target whose file the layer lacks (a [[bench]], a [[bin]] path)
+# fails here as it fails the image build.
+import os
+import shutil
+import subprocess
+import tempfile
+
+with tempfile.TemporaryDirectory() as replay:
+    for words in early_copies:
+        sources = [w for w in words[:-1] if not w.startswith("--")]
+        for source in sources:
+            destination = Path(replay, words[-1])
+            if words[-1].endswith("/"):
+                destination = destination / Path(source).name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, destination)
+    stubs = stub_step.split("&& cargo build")[0]
+    made = subprocess.run(["bash", "-euc", stubs], cwd=replay, capture_output=True, text=True)
+    if made.returncode != 0:
+        problem(f"the dependency layer's stub commands fail: {made.stderr.strip()}")
+    else:
+        for member in members:
+            for source in ["src/lib.rs", "src/main.rs"]:
+                if Path(member, source).is_file() and not Path(replay, member, source).is_file():
+                    problem(f"workspace member {member}: its {source} has no stub")
+        # The layer's own cargo command as a check (target discovery happens there, not in
+        # `cargo metadata`), in the repository's target folder so that the dependencies
+        # already checked by clippy are reused.
+        command = next(
+            part.strip() for part in stub_step.split("&&") if part.strip().startswith("cargo build")
+        )
+        words = [w for w in shlex.split(command) if w != "--release"]
+        words[1] = "check"
+        environment = dict(os.environ, CARGO_TARGET_DIR=str(Path.cwd() / "target"))
+        checked = subprocess.run(
+            words + ["--quiet"], cwd=replay, capture_output=True, text=True, env=environment
+        )
+        if checked.returncode != 0:
+            error = [line for line in checked.stderr.strip().splitlines() if line.strip()]
+            problem(f"`{command}` fails on the dependency layer: " + " / ".join(error[:4]))
 
 # Files compiled into the binary (include_str!, include_bytes!, embed_migrations!) must be in
 # the build stage: find their top folder among the build stage's COPY sources.

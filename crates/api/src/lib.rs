@@ -4,7 +4,6 @@
 //! application exactly as production does.
 
 pub mod authentication;
-pub mod benchmark;
 pub mod cli;
 pub mod commands;
 pub mod envelope;
@@ -15,7 +14,6 @@ pub mod openapi;
 pub mod public_url;
 pub mod request_body;
 pub mod routes;
-pub mod sample_data;
 pub mod settings;
 pub mod signing_secret;
 pub mod startup;

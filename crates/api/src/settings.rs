@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use csbs_auth::AuthSettings;
-use csbs_storage::{Backend, ConnectionSettings, PoolSettings};
-use secrecy::SecretString;
+use csbs_storage::{
+    Backend, ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError,
+};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The defaults, identical to `config/default.toml`.
@@ -106,20 +108,6 @@ pub struct IngestSettings {
     pub max_body_bytes: usize,
 }
 
-/// Items per import transaction on PostgreSQL unless configured.
-pub const POSTGRES_IMPORT_BATCH: usize = 2_000;
-/// Items per import transaction on SQLite unless configured.
-pub const SQLITE_IMPORT_BATCH: usize = 20_000;
-
-/// Items per import transaction on `backend` unless configured (see
-/// [`ImportSettings::batch_size_or`] for why they differ).
-pub fn default_import_batch(backend: Backend) -> usize {
-    match backend {
-        Backend::Postgres => POSTGRES_IMPORT_BATCH,
-        Backend::Sqlite => SQLITE_IMPORT_BATCH,
-    }
-}
-
 /// The `import` command.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,19 +123,11 @@ impl ImportSettings {
     /// Items per transaction: the command line's when given, else this setting, else the
     /// backend's default; at least 1.
     ///
-    /// The defaults differ because the backends pay for a transaction differently. SQLite
-    /// writes every page a transaction changed to its log once per commit, and with 13 indexes
-    /// a batch of random keys changes about as many index pages as it has rows, so small
-    /// batches write the same pages again and again: 2,000 items a batch import at half the
-    /// speed of 20,000 (`BENCHMARKS.md`). The cost is that SQLite's one write lock is held
-    /// for the batch (1–2.5 s at 20,000 up to a million items), which the service's writers wait out within
-    /// their busy timeout. PostgreSQL imports as fast with 2,000 as with 20,000 and holds no
-    /// lock that readers or other writers wait for, so it keeps the smaller, cheaper-to-retry
-    /// batch.
+    /// The defaults differ per backend: see [`Backend::default_import_batch`].
     pub fn batch_size_or(&self, given: Option<usize>, backend: Backend) -> usize {
         given
             .or(self.batch_size)
-            .unwrap_or_else(|| default_import_batch(backend))
+            .unwrap_or_else(|| backend.default_import_batch())
             .max(1)
     }
 
@@ -172,6 +152,18 @@ impl DatabaseSettings {
             },
             ..PoolSettings::default()
         }
+    }
+
+    /// The configured database URL, parsed (`redacted()` for messages).
+    pub fn database_url(&self) -> Result<DatabaseUrl, StorageError> {
+        DatabaseUrl::parse(self.url.expose_secret())
+    }
+
+    /// The one way from settings to a repository, for the service, every command and the
+    /// benchmark: the URL parsed and a pool with these settings opened on it. Migrating is the
+    /// caller's step (the service migrates in the background, the commands before they work).
+    pub fn open_repository(&self) -> Result<Repository, StorageError> {
+        Repository::open(&self.database_url()?, &self.pool_settings())
     }
 }
 

@@ -13,7 +13,6 @@ use actix_web::{web, App};
 use anyhow::Context;
 use csbs_auth::TokenValidator;
 use csbs_storage::{establish, DatabaseUrl, Repository};
-use secrecy::ExposeSecret;
 
 use crate::envelope::envelope;
 use crate::http_refusals::Refusals;
@@ -43,10 +42,10 @@ impl Application {
 
     /// Builds the service with `extra` routes registered beside the real ones.
     pub fn build_with(mut settings: Settings, extra: ExtraRoutes) -> anyhow::Result<Self> {
-        let url = DatabaseUrl::parse(settings.database.url.expose_secret())?;
+        let url = settings.database.database_url()?;
         tracing::info!(database = %url.redacted(), "opening the database");
         let pool_settings = settings.database.pool_settings();
-        let repository = Repository::open(&url, &pool_settings)?;
+        let repository = settings.database.open_repository()?;
 
         if let SecretSource::DataDir(path) = ensure_signing_key(&mut settings)? {
             tracing::warn!(

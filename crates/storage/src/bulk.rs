@@ -15,7 +15,27 @@ use diesel::prelude::*;
 use crate::connection::DbConnection;
 use crate::rows::StagedItemRow;
 use crate::schema::import_staging;
-use crate::{Repository, StorageError};
+use crate::{Backend, Repository, StorageError};
+
+impl Backend {
+    /// Items per bulk transaction unless configured.
+    ///
+    /// The defaults differ because the backends pay for a transaction differently. SQLite
+    /// writes every page a transaction changed to its log once per commit, and with 13 indexes
+    /// a batch of random keys changes about as many index pages as it has rows, so small
+    /// batches write the same pages again and again: 2,000 items a batch import at half the
+    /// speed of 20,000 (`BENCHMARKS.md`). The cost is that SQLite's one write lock is held
+    /// for the batch (1–2.5 s at 20,000 up to a million items), which the service's writers
+    /// wait out within their busy timeout. PostgreSQL imports as fast with 2,000 as with 20,000
+    /// and holds no lock that readers or other writers wait for, so it keeps the smaller,
+    /// cheaper-to-retry batch.
+    pub fn default_import_batch(self) -> usize {
+        match self {
+            Self::Postgres => 2_000,
+            Self::Sqlite => 20_000,
+        }
+    }
+}
 
 /// The staging table: a temporary table, so every connection has its own and nothing else
 /// ever sees it. On PostgreSQL its rows vanish at commit (and with a rollback); on SQLite the
@@ -155,8 +175,8 @@ impl BulkWriter {
         // More writers than pooled connections would only wait for one, and fail after the
         // pool timeout.
         let writers = match repository.backend() {
-            crate::Backend::Sqlite => 1,
-            crate::Backend::Postgres => writers.clamp(1, repository.pool_state().max as usize),
+            Backend::Sqlite => 1,
+            Backend::Postgres => writers.clamp(1, repository.pool_state().max as usize),
         };
         let on_written = std::sync::Arc::new(on_written);
         let (shares, writers) = (0..writers)

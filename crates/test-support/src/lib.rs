@@ -29,7 +29,8 @@ pub struct TestDatabase {
 
 enum Cleanup {
     Directory(PathBuf),
-    Schema { admin_url: String, schema: String },
+    // Dropping the schema drops it on the server.
+    Schema(#[allow(dead_code)] PostgresSchema),
 }
 
 impl std::fmt::Debug for TestDatabase {
@@ -85,18 +86,12 @@ impl TestDatabase {
     /// A new schema on the PostgreSQL server at `admin_url`, made the connection's
     /// `search_path` through the URL.
     pub fn postgres(admin_url: &str) -> Self {
-        let schema = format!("csbs_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(admin_url).expect("connect to the test PostgreSQL");
-        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .expect("create the test schema");
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let schema = PostgresSchema::create(admin_url, "csbs_test")
+            .unwrap_or_else(|error| panic!("a test schema on the test PostgreSQL: {error}"));
         Self {
-            url: format!("{admin_url}{separator}options=-csearch_path%3D{schema}"),
+            url: schema.url().to_owned(),
             backend: Backend::Postgres,
-            cleanup: Cleanup::Schema {
-                admin_url: admin_url.to_owned(),
-                schema,
-            },
+            cleanup: Cleanup::Schema(schema),
         }
     }
 
@@ -138,15 +133,72 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::Directory(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Cleanup::Schema { admin_url, schema } => {
-                if let Ok(mut conn) = PgConnection::establish(admin_url) {
-                    let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-                }
-            }
+        if let Cleanup::Directory(dir) = &self.cleanup {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A schema of its own on a PostgreSQL server, with a URL whose connections work in it (its
+/// `search_path`); dropped with everything in it when this is dropped, unless kept. A test
+/// database is one; the benchmark works in one.
+#[derive(Debug)]
+pub struct PostgresSchema {
+    admin_url: String,
+    name: String,
+    url: String,
+    keep: bool,
+}
+
+impl PostgresSchema {
+    /// Creates `<prefix>_<random>` on the server at `admin_url`. The error names neither the
+    /// URL nor its password.
+    pub fn create(admin_url: &str, prefix: &str) -> Result<Self, String> {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(admin_url)
+            .map_err(|error| format!("cannot connect to PostgreSQL: {error}"))?;
+        conn.batch_execute(&format!("CREATE SCHEMA {name}"))
+            .map_err(|error| format!("cannot create schema {name}: {error}"))?;
+        let mut schema = Self::existing(admin_url, &name);
+        schema.keep = false;
+        Ok(schema)
+    }
+
+    /// The existing schema `name` on the server at `admin_url`, e.g. one kept by an earlier
+    /// run. It is never dropped.
+    pub fn existing(admin_url: &str, name: &str) -> Self {
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{admin_url}{separator}options=-csearch_path%3D{name}"),
+            admin_url: admin_url.to_owned(),
+            name: name.to_owned(),
+            keep: true,
+        }
+    }
+
+    /// A database URL whose connections work in this schema.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Leaves the schema in place when this is dropped (to look at the data afterwards).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for PostgresSchema {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
         }
     }
 }

@@ -1,16 +1,14 @@
 //! `csbs-api counters check|rebuild`: compare the trigger-kept counters with the rows, or
 //! recompute them.
 
-use csbs_storage::{CounterDrift, DatabaseUrl, Repository};
-use secrecy::ExposeSecret;
+use csbs_storage::CounterDrift;
 
 use crate::cli::CountersAction;
 use crate::settings::Settings;
 
 /// Runs the action; `Ok(false)` when `check` found drift.
 pub fn run(settings: &Settings, action: &CountersAction) -> anyhow::Result<bool> {
-    let url = DatabaseUrl::parse(settings.database.url.expose_secret())?;
-    let repository = Repository::open(&url, &settings.database.pool_settings())?;
+    let repository = settings.database.open_repository()?;
     repository.migrate()?;
     match action {
         CountersAction::Check => {

@@ -7,16 +7,15 @@
 //! never idle while the next batch is read.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::time::Instant;
 
 use anyhow::Context;
 use csbs_domain::BackupRecord;
-use csbs_storage::{BulkWriter, DatabaseUrl, Repository};
-use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::ExposeSecret;
+use csbs_storage::{BulkWriter, Repository};
 
 use crate::cli::ImportArgs;
+use crate::commands::progress;
 use crate::settings::Settings;
 
 /// The outcome of an import.
@@ -34,14 +33,13 @@ pub struct ImportSummary {
 
 /// Runs the import; the summary says whether any line was bad.
 pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSummary> {
-    let url = DatabaseUrl::parse(settings.database.url.expose_secret())?;
-    let repository = Repository::open(&url, &settings.database.pool_settings())?;
+    let repository = settings.database.open_repository()?;
     repository
         .migrate()
         .context("cannot prepare the database")?;
     let batch_size = settings
         .import
-        .batch_size_or(args.batch_size, url.backend());
+        .batch_size_or(args.batch_size, repository.backend());
     let writers = settings.import.writers_or(args.writers);
 
     let (input, length): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
@@ -52,7 +50,7 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
         let length = file.metadata().ok().map(|m| m.len());
         (Box::new(file), length)
     };
-    let progress = progress_bar(length);
+    let progress = progress::bytes(length);
     let started = Instant::now();
     let summary = import(
         &repository,
@@ -78,24 +76,6 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
         summary.items as f64 / seconds.max(1e-9),
     );
     Ok(summary)
-}
-
-fn progress_bar(length: Option<u64>) -> ProgressBar {
-    if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    match length {
-        Some(length) => ProgressBar::new(length).with_style(
-            ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {bytes} read {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        ),
-    }
 }
 
 /// Reads `input` line by line into batches for `writers` writer threads (see

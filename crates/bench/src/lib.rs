@@ -1,8 +1,8 @@
 //! The service-versus-SQL benchmark: how much the HTTP service adds to the database's own time
 //! for each common query shape.
 //!
-//! [`run`] fills an empty PostgreSQL database (or schema) with [`crate::sample_data`] through
-//! the seed code, vacuums and analyzes it, starts the real service in-process, and then measures
+//! [`run`] fills an empty PostgreSQL database (or schema) with [`csbs_sample_data`] through
+//! its seed pipeline, vacuums and analyzes it, starts the real service in-process, and then measures
 //! each query shape twice: through the service over HTTP, and as the equivalent hand-written
 //! SQL sent straight to PostgreSQL (the same filters, order and LIMIT as the repository's
 //! queries, see `csbs-storage`'s `filters.rs` and `ordering.rs`). Before measuring a shape it
@@ -13,7 +13,7 @@
 //! a server-side `INSERT … SELECT` of the same rows for reference) and the process's peak
 //! resident memory while the service was under load.
 //!
-//! The `service_vs_sql` bench target runs this at full size; a test runs it small.
+//! The `csbs-bench` binary runs this at full size; a test runs it small.
 
 mod pgbench;
 
@@ -37,9 +37,9 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use secrecy::SecretString;
 
-use crate::commands::seed::{progress_bar, seed, SeedOptions};
-use crate::settings::{default_import_batch, Settings};
-use crate::startup::Application;
+use csbs_api::settings::Settings;
+use csbs_api::startup::Application;
+use csbs_sample_data::{seed, SeedOptions};
 
 /// The PostgreSQL server the benchmark uses unless told otherwise.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -390,76 +390,6 @@ fn millis(duration: Duration) -> String {
     }
 }
 
-/// A schema of its own on a PostgreSQL server, dropped (with everything in it) when this is
-/// dropped, unless [`ScratchSchema::keep`] was called.
-#[derive(Debug)]
-pub struct ScratchSchema {
-    admin_url: String,
-    schema: String,
-    url: String,
-    keep: bool,
-}
-
-impl ScratchSchema {
-    /// Creates `csbs_bench_<random>` on the server at `admin_url`.
-    pub fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let schema = format!("csbs_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(admin_url)
-            .with_context(|| format!("cannot connect to {}", redacted(admin_url)))?;
-        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        Ok(Self {
-            url: format!("{admin_url}{separator}options=-csearch_path%3D{schema}"),
-            admin_url: admin_url.to_owned(),
-            schema,
-            keep: false,
-        })
-    }
-
-    /// The existing schema `name` on the server at `admin_url`, e.g. one kept by an earlier
-    /// run. It is never dropped.
-    pub fn existing(admin_url: &str, name: &str) -> Self {
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        Self {
-            url: format!("{admin_url}{separator}options=-csearch_path%3D{name}"),
-            admin_url: admin_url.to_owned(),
-            schema: name.to_owned(),
-            keep: true,
-        }
-    }
-
-    /// A database URL whose connections work in this schema.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The schema's name.
-    pub fn name(&self) -> &str {
-        &self.schema
-    }
-
-    /// Leaves the schema in place when this is dropped (to look at the data afterwards).
-    pub fn keep(&mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for ScratchSchema {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
-            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-        }
-    }
-}
-
-/// A URL with its password, if any, hidden.
-fn redacted(url: &str) -> String {
-    DatabaseUrl::parse(url).map_or_else(|_| "the database".to_owned(), |u| u.redacted())
-}
-
 /// Runs the whole benchmark on the empty PostgreSQL database at `database_url`; `progress`
 /// hears what is going on.
 pub fn run(
@@ -754,19 +684,22 @@ fn seed_timed(
 ) -> anyhow::Result<ImportStats> {
     let batch_size = options
         .batch_size
-        .unwrap_or_else(|| default_import_batch(repository.backend()));
-    let bar = progress_bar(items);
-    let seeded = seed(
-        repository,
-        &SeedOptions {
-            items,
-            projects: options.projects,
-            seed: options.seed,
-            batch_size,
-            writers: options.writers,
-        },
-        &bar,
-    )?;
+        .unwrap_or_else(|| repository.backend().default_import_batch());
+    let bar = csbs_api::commands::progress::items(items);
+    let seeded = {
+        let bar = bar.clone();
+        seed(
+            repository,
+            &SeedOptions {
+                items,
+                projects: options.projects,
+                seed: options.seed,
+                batch_size,
+                writers: options.writers,
+            },
+            move |stored| bar.inc(stored),
+        )?
+    };
     bar.finish_and_clear();
     Ok(ImportStats {
         items: seeded.items,

@@ -1,10 +1,10 @@
 //! The service-versus-SQL benchmark at smoke size: it runs end to end on PostgreSQL and
 //! produces a table with every shape and sane numbers. (The numbers themselves mean nothing
-//! here; `cargo bench -p csbs-api --bench service_vs_sql` measures.)
+//! here; `cargo run --release -p csbs-bench` measures.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use csbs_api::benchmark::{self, BenchmarkOptions, SqlClient};
+use csbs_bench::{self as benchmark, BenchmarkOptions, SqlClient};
 use csbs_test_support::{postgres_admin_url, TestDatabase};
 
 #[test]

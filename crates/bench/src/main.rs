@@ -1,19 +1,20 @@
 //! The service against hand-written SQL, shape by shape, on generated data:
 //!
 //! ```sh
-//! cargo bench -p csbs-api --bench service_vs_sql -- --items 1000000
+//! cargo run --release -p csbs-bench -- --items 1000000
 //! ```
 //!
 //! The benchmark makes a schema of its own on the PostgreSQL server (`--database-url`), fills
 //! it, measures, prints the tables in Markdown, and drops the schema (unless `--keep`). See
-//! `csbs_api::benchmark` for what is measured.
+//! `csbs_bench` for what is measured.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use csbs_api::benchmark::{self, BenchmarkOptions, ScratchSchema, SqlClient, DEFAULT_DATABASE_URL};
 use csbs_api::settings::{LogFormat, LogSettings};
 use csbs_api::telemetry;
+use csbs_bench::{self as benchmark, BenchmarkOptions, SqlClient, DEFAULT_DATABASE_URL};
+use csbs_test_support::PostgresSchema;
 
 /// The service against hand-written SQL.
 #[derive(Debug, Parser)]
@@ -73,9 +74,6 @@ struct Args {
     /// `time range,resource_id`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Passed by `cargo bench` to every bench target; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 fn main() -> ExitCode {
@@ -99,8 +97,10 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let mut schema = match &args.schema {
-        Some(name) => ScratchSchema::existing(&args.database_url, name),
-        None => ScratchSchema::create(&args.database_url)?,
+        Some(name) => PostgresSchema::existing(&args.database_url, name),
+        None => {
+            PostgresSchema::create(&args.database_url, "csbs_bench").map_err(anyhow::Error::msg)?
+        }
     };
     if args.keep {
         schema.keep();
