@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ProjectId, SortSpec, TenantScope,
 };
-use csbs_test_support::{item_record, list_all_ids, reference_list, test_databases};
+use csbs_test_support::{backend_tests, item_record, list_all_ids, reference_list, TestDatabase};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};
@@ -125,13 +125,8 @@ fn query() -> impl Strategy<Value = Vec<(String, String)>> {
         })
 }
 
-#[test]
-fn count_equals_paging_equals_meaning() {
-    let databases = test_databases();
-    let repositories: Vec<_> = databases
-        .iter()
-        .map(|db| (format!("{db:?}"), db.repository()))
-        .collect();
+fn count_equals_paging_equals_meaning(db: TestDatabase) {
+    let repositories = [(format!("{db:?}"), db.repository())];
     let stored: RefCell<Vec<BackupRecord>> = RefCell::new(Vec::new());
     let mut runner = TestRunner::new(Config {
         cases: 64,
@@ -186,3 +181,5 @@ fn count_equals_paging_equals_meaning() {
         })
         .unwrap();
 }
+
+backend_tests!(count_equals_paging_equals_meaning);

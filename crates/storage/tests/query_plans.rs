@@ -10,7 +10,7 @@ use csbs_domain::{
     BackupFilter, CountQuery, ItemId, ListQuery, PageRequest, ProjectId, SortSpec, TenantScope,
 };
 use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository};
-use csbs_test_support::{item_record, test_databases};
+use csbs_test_support::{backend_tests, item_record, TestDatabase};
 use serde_json::json;
 
 fn tenant_filter(query: &[(&str, &str)]) -> BackupFilter {
@@ -68,221 +68,220 @@ fn starts_at_marker(backend: Backend, plan: &[String]) -> bool {
     }
 }
 
-#[test]
-fn tenant_queries_use_indexes() {
-    for db in test_databases() {
-        let seeded = db.repository();
-        let records: Vec<_> = (0..300)
-            .map(|i| {
-                item_record(
-                    &format!("tenant-{}", ["a", "b", "c"][i % 3]),
-                    json!({
-                        "name": format!("n{i}"),
-                        "policy_id": format!("pol{}", i % 4),
-                        "created_at": format!("2020-01-{:02}T00:00:00", 1 + i % 28),
-                    }),
-                )
-            })
-            .collect();
-        seeded.upsert(&records).unwrap();
-        let checkpoint = records[0].checkpoint_id.to_string();
-        let marker = records[3].id.clone();
+fn tenant_queries_use_indexes(db: TestDatabase) {
+    let seeded = db.repository();
+    let records: Vec<_> = (0..300)
+        .map(|i| {
+            item_record(
+                &format!("tenant-{}", ["a", "b", "c"][i % 3]),
+                json!({
+                    "name": format!("n{i}"),
+                    "policy_id": format!("pol{}", i % 4),
+                    "created_at": format!("2020-01-{:02}T00:00:00", 1 + i % 28),
+                }),
+            )
+        })
+        .collect();
+    seeded.upsert(&records).unwrap();
+    let checkpoint = records[0].checkpoint_id.to_string();
+    let marker = records[3].id.clone();
 
-        let repository = match db.backend() {
-            Backend::Sqlite => seeded,
-            Backend::Postgres => {
-                let url = format!("{}%20-cenable_seqscan%3Doff", db.url());
-                let url = DatabaseUrl::parse(&url).unwrap();
-                Repository::open(
-                    &url,
-                    &PoolSettings {
-                        min_idle: 0,
-                        ..PoolSettings::default()
-                    },
-                )
-                .unwrap()
-            }
-        };
-
-        let counts: Vec<Vec<(&str, &str)>> = vec![
-            vec![],
-            vec![("status", "available")],
-            vec![("status", "available"), ("status", "error")],
-            vec![("status", "deleted")],
-            vec![
-                ("start_time", "2020-01-05T00:00:00"),
-                ("end_time", "2020-01-09T00:00:00"),
-            ],
-            vec![
-                ("status", "available"),
-                ("start_time", "2020-01-05T00:00:00"),
-            ],
-            vec![("resource_id", "f8ddc472-cf00-4384-851e-5f2a68c33762")],
-            vec![("checkpoint_id", checkpoint.as_str())],
-            vec![("policy_id", "pol1")],
-            vec![("ip", "10.1.2.3")],
-            vec![("az", "eu-de-01")],
-            vec![("name", "n1")],
-            vec![
-                ("name", "n1"),
-                ("status", "error"),
-                ("image_type", "backup"),
-            ],
-        ];
-        for query in &counts {
-            let plan = repository.explain_count(&tenant_filter(query)).unwrap();
-            assert!(
-                !scans_table(db.backend(), &plan),
-                "{db:?} count {query:?}:\n{}",
-                plan.join("\n")
-            );
-        }
-
-        // A time range is whole days and hours from the counters; the partial hours at its
-        // ends (across tenants, the partial days) are counted from the items: from an index,
-        // and on SQLite from the index alone. (PostgreSQL's choice between its indexes is a
-        // matter of cost: at a few hundred rows any of them is as cheap, so its index-only plan
-        // on real data is recorded by the benchmark's `--explain` instead.)
-        let ranges = [
-            vec![
-                ("start_time", "2020-01-05T06:30:00"),
-                ("end_time", "2020-01-09T17:45:00"),
-            ],
-            vec![
-                ("start_time", "2020-01-05T06:30:00"),
-                ("end_time", "2020-01-05T17:45:00"),
-            ],
-            vec![("status", "error"), ("start_time", "2020-01-05T06:30:00")],
-        ];
-        for query in &ranges {
-            for scope in [
-                TenantScope::Project(ProjectId::parse("p", "tenant-a").unwrap()),
-                TenantScope::AllTenants,
-            ] {
-                let filter = BackupFilter {
-                    scope: scope.clone(),
-                    ..tenant_filter(query)
-                };
-                let plan = repository.explain_count(&filter).unwrap();
-                assert!(
-                    !scans_table(db.backend(), &plan)
-                        && reads_items_from_index_only(db.backend(), &plan),
-                    "{db:?} {scope:?} count {query:?}:\n{}",
-                    plan.join("\n")
-                );
-            }
-        }
-
-        type Page<'a> = (Vec<(&'a str, &'a str)>, Option<ItemId>);
-        let pages: Vec<Page> = vec![
-            (vec![("limit", "100")], None),
-            (vec![("limit", "100")], Some(marker.clone())),
-            (
-                vec![("limit", "10"), ("sort", "created_at:asc")],
-                Some(marker.clone()),
-            ),
-            (
-                vec![("limit", "10"), ("status", "available")],
-                Some(marker.clone()),
-            ),
-            (vec![("limit", "10"), ("sort", "name:asc")], None),
-            (vec![("limit", "10"), ("offset", "50")], None),
-        ];
-        for (query, marker) in &pages {
-            let list = ListQuery::from_pairs(query).unwrap();
-            let filter = BackupFilter {
-                scope: TenantScope::Project(ProjectId::parse("p", "tenant-a").unwrap()),
-                criteria: list.criteria,
-            };
-            let page = PageRequest {
-                marker: marker.clone(),
-                ..list.page
-            };
-            let plan = repository.explain_list(&filter, &list.sort, &page).unwrap();
-            assert!(
-                !scans_table(db.backend(), &plan),
-                "{db:?} list {query:?}:\n{}",
-                plan.join("\n")
-            );
-            // The marker's keys come from a subquery of the same statement; the index scan
-            // must still start at the marker, or a deep page would read every row before it.
-            assert!(
-                marker.is_none() || starts_at_marker(db.backend(), &plan),
-                "{db:?} list {query:?} after a marker:\n{}",
-                plan.join("\n")
-            );
-        }
-
-        let everyone = BackupFilter {
-            scope: TenantScope::AllTenants,
-            criteria: CountQuery::from_pairs(&[("status", "available")])
-                .unwrap()
-                .criteria,
-        };
-        let plan = repository.explain_count(&everyone).unwrap();
-        assert!(
-            !scans_table(db.backend(), &plan),
-            "{db:?} all tenants by status:\n{}",
-            plan.join("\n")
-        );
-        // An administrator pages across tenants by a marker that is an id without its tenant:
-        // the marker's keys are found by id alone, from an index of its own.
-        let plan = repository
-            .explain_list(
-                &everyone,
-                &SortSpec::default(),
-                &PageRequest {
-                    marker: Some(marker.clone()),
-                    ..PageRequest::default()
+    let repository = match db.backend() {
+        Backend::Sqlite => seeded,
+        Backend::Postgres => {
+            let url = format!("{}%20-cenable_seqscan%3Doff", db.url());
+            let url = DatabaseUrl::parse(&url).unwrap();
+            Repository::open(
+                &url,
+                &PoolSettings {
+                    min_idle: 0,
+                    ..PoolSettings::default()
                 },
             )
-            .unwrap();
-        assert!(
-            !scans_table(db.backend(), &plan) && starts_at_marker(db.backend(), &plan),
-            "{db:?} all tenants after a marker:\n{}",
-            plan.join("\n")
-        );
-
-        if db.backend() == Backend::Postgres {
-            // Substrings of three characters or more are served by the trigram index.
-            let by_name = BackupFilter {
-                scope: TenantScope::AllTenants,
-                criteria: CountQuery::from_pairs(&[("name", "n12"), ("resource_name", "web")])
-                    .unwrap()
-                    .criteria,
-            };
-            let plan = repository.explain_count(&by_name).unwrap();
-            assert!(
-                !scans_table(db.backend(), &plan),
-                "trigram index:\n{}",
-                plan.join("\n")
-            );
+            .unwrap()
         }
+    };
 
-        // The detector itself: no index serves a resource type across tenants.
-        let unindexed = BackupFilter {
-            scope: TenantScope::AllTenants,
-            criteria: CountQuery::from_pairs(&[("resource_type", "OS::Nova::Server")])
-                .unwrap()
-                .criteria,
-        };
-        let plan = repository.explain_count(&unindexed).unwrap();
+    let counts: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("status", "available")],
+        vec![("status", "available"), ("status", "error")],
+        vec![("status", "deleted")],
+        vec![
+            ("start_time", "2020-01-05T00:00:00"),
+            ("end_time", "2020-01-09T00:00:00"),
+        ],
+        vec![
+            ("status", "available"),
+            ("start_time", "2020-01-05T00:00:00"),
+        ],
+        vec![("resource_id", "f8ddc472-cf00-4384-851e-5f2a68c33762")],
+        vec![("checkpoint_id", checkpoint.as_str())],
+        vec![("policy_id", "pol1")],
+        vec![("ip", "10.1.2.3")],
+        vec![("az", "eu-de-01")],
+        vec![("name", "n1")],
+        vec![
+            ("name", "n1"),
+            ("status", "error"),
+            ("image_type", "backup"),
+        ],
+    ];
+    for query in &counts {
+        let plan = repository.explain_count(&tenant_filter(query)).unwrap();
         assert!(
-            scans_table(db.backend(), &plan),
-            "{db:?} a scan is recognised:\n{}",
-            plan.join("\n")
-        );
-        let plan = repository
-            .explain_list(
-                &unindexed,
-                &SortSpec::parse("sort", "name").unwrap(),
-                &PageRequest::default(),
-            )
-            .unwrap();
-        assert!(
-            scans_table(db.backend(), &plan),
-            "{db:?} a scan is recognised:\n{}",
+            !scans_table(db.backend(), &plan),
+            "{db:?} count {query:?}:\n{}",
             plan.join("\n")
         );
     }
+
+    // A time range is whole days and hours from the counters; the partial hours at its
+    // ends (across tenants, the partial days) are counted from the items: from an index,
+    // and on SQLite from the index alone. (PostgreSQL's choice between its indexes is a
+    // matter of cost: at a few hundred rows any of them is as cheap, so its index-only plan
+    // on real data is recorded by the benchmark's `--explain` instead.)
+    let ranges = [
+        vec![
+            ("start_time", "2020-01-05T06:30:00"),
+            ("end_time", "2020-01-09T17:45:00"),
+        ],
+        vec![
+            ("start_time", "2020-01-05T06:30:00"),
+            ("end_time", "2020-01-05T17:45:00"),
+        ],
+        vec![("status", "error"), ("start_time", "2020-01-05T06:30:00")],
+    ];
+    for query in &ranges {
+        for scope in [
+            TenantScope::Project(ProjectId::parse("p", "tenant-a").unwrap()),
+            TenantScope::AllTenants,
+        ] {
+            let filter = BackupFilter {
+                scope: scope.clone(),
+                ..tenant_filter(query)
+            };
+            let plan = repository.explain_count(&filter).unwrap();
+            assert!(
+                !scans_table(db.backend(), &plan)
+                    && reads_items_from_index_only(db.backend(), &plan),
+                "{db:?} {scope:?} count {query:?}:\n{}",
+                plan.join("\n")
+            );
+        }
+    }
+
+    type Page<'a> = (Vec<(&'a str, &'a str)>, Option<ItemId>);
+    let pages: Vec<Page> = vec![
+        (vec![("limit", "100")], None),
+        (vec![("limit", "100")], Some(marker.clone())),
+        (
+            vec![("limit", "10"), ("sort", "created_at:asc")],
+            Some(marker.clone()),
+        ),
+        (
+            vec![("limit", "10"), ("status", "available")],
+            Some(marker.clone()),
+        ),
+        (vec![("limit", "10"), ("sort", "name:asc")], None),
+        (vec![("limit", "10"), ("offset", "50")], None),
+    ];
+    for (query, marker) in &pages {
+        let list = ListQuery::from_pairs(query).unwrap();
+        let filter = BackupFilter {
+            scope: TenantScope::Project(ProjectId::parse("p", "tenant-a").unwrap()),
+            criteria: list.criteria,
+        };
+        let page = PageRequest {
+            marker: marker.clone(),
+            ..list.page
+        };
+        let plan = repository.explain_list(&filter, &list.sort, &page).unwrap();
+        assert!(
+            !scans_table(db.backend(), &plan),
+            "{db:?} list {query:?}:\n{}",
+            plan.join("\n")
+        );
+        // The marker's keys come from a subquery of the same statement; the index scan
+        // must still start at the marker, or a deep page would read every row before it.
+        assert!(
+            marker.is_none() || starts_at_marker(db.backend(), &plan),
+            "{db:?} list {query:?} after a marker:\n{}",
+            plan.join("\n")
+        );
+    }
+
+    let everyone = BackupFilter {
+        scope: TenantScope::AllTenants,
+        criteria: CountQuery::from_pairs(&[("status", "available")])
+            .unwrap()
+            .criteria,
+    };
+    let plan = repository.explain_count(&everyone).unwrap();
+    assert!(
+        !scans_table(db.backend(), &plan),
+        "{db:?} all tenants by status:\n{}",
+        plan.join("\n")
+    );
+    // An administrator pages across tenants by a marker that is an id without its tenant:
+    // the marker's keys are found by id alone, from an index of its own.
+    let plan = repository
+        .explain_list(
+            &everyone,
+            &SortSpec::default(),
+            &PageRequest {
+                marker: Some(marker.clone()),
+                ..PageRequest::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        !scans_table(db.backend(), &plan) && starts_at_marker(db.backend(), &plan),
+        "{db:?} all tenants after a marker:\n{}",
+        plan.join("\n")
+    );
+
+    if db.backend() == Backend::Postgres {
+        // Substrings of three characters or more are served by the trigram index.
+        let by_name = BackupFilter {
+            scope: TenantScope::AllTenants,
+            criteria: CountQuery::from_pairs(&[("name", "n12"), ("resource_name", "web")])
+                .unwrap()
+                .criteria,
+        };
+        let plan = repository.explain_count(&by_name).unwrap();
+        assert!(
+            !scans_table(db.backend(), &plan),
+            "trigram index:\n{}",
+            plan.join("\n")
+        );
+    }
+
+    // The detector itself: no index serves a resource type across tenants.
+    let unindexed = BackupFilter {
+        scope: TenantScope::AllTenants,
+        criteria: CountQuery::from_pairs(&[("resource_type", "OS::Nova::Server")])
+            .unwrap()
+            .criteria,
+    };
+    let plan = repository.explain_count(&unindexed).unwrap();
+    assert!(
+        scans_table(db.backend(), &plan),
+        "{db:?} a scan is recognised:\n{}",
+        plan.join("\n")
+    );
+    let plan = repository
+        .explain_list(
+            &unindexed,
+            &SortSpec::parse("sort", "name").unwrap(),
+            &PageRequest::default(),
+        )
+        .unwrap();
+    assert!(
+        scans_table(db.backend(), &plan),
+        "{db:?} a scan is recognised:\n{}",
+        plan.join("\n")
+    );
 }
+
+backend_tests!(tenant_queries_use_indexes,);

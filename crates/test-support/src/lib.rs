@@ -62,15 +62,6 @@ pub fn postgres_admin_url() -> Option<String> {
     .clone()
 }
 
-/// A fresh database on every backend available: SQLite always, PostgreSQL when reachable.
-pub fn test_databases() -> Vec<TestDatabase> {
-    let mut databases = vec![TestDatabase::sqlite()];
-    if let Some(admin_url) = postgres_admin_url() {
-        databases.push(TestDatabase::postgres(&admin_url));
-    }
-    databases
-}
-
 impl TestDatabase {
     /// A new SQLite file in a new temporary folder.
     pub fn sqlite() -> Self {

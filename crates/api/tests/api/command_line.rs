@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::Command;
 
 use csbs_api::commands::import::import;
-use csbs_test_support::{execute_sql, item_json, test_databases, TestDatabase};
+use csbs_test_support::{backend_tests, execute_sql, item_json, TestDatabase};
 use serde_json::json;
 
 fn csbs_api(database_url: &str, data_dir: &std::path::Path) -> Command {
@@ -22,45 +22,42 @@ fn jsonl(lines: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-#[test]
-fn import_reports_bad_lines_stores_good_ones_and_is_idempotent() {
-    for db in test_databases() {
-        let repository = db.repository();
-        let good: Vec<String> = (0..5)
-            .map(|i| item_json("tenant-a", json!({"name": format!("i{i}")})).to_string())
-            .collect();
-        let mut lines = good.clone();
-        lines.insert(2, "{not json".into());
-        lines.insert(4, json!({"id": "x"}).to_string());
-        lines.push(String::new());
-        lines.push(item_json("tenant-a", json!({"status": "bogus"})).to_string());
-        let input = jsonl(&lines);
+fn import_reports_bad_lines_stores_good_ones_and_is_idempotent(db: TestDatabase) {
+    let repository = db.repository();
+    let good: Vec<String> = (0..5)
+        .map(|i| item_json("tenant-a", json!({"name": format!("i{i}")})).to_string())
+        .collect();
+    let mut lines = good.clone();
+    lines.insert(2, "{not json".into());
+    lines.insert(4, json!({"id": "x"}).to_string());
+    lines.push(String::new());
+    lines.push(item_json("tenant-a", json!({"status": "bogus"})).to_string());
+    let input = jsonl(&lines);
 
-        let mut reported = Vec::new();
-        let summary = import(&repository, input.as_bytes(), 2, 2, |line, reason| {
-            reported.push((line, reason))
-        })
-        .unwrap();
-        assert_eq!(summary.lines, 8, "{db:?}");
-        assert_eq!(summary.items, 5);
-        assert_eq!(summary.written, 5);
-        assert_eq!(summary.bad_lines, 3);
-        let numbers: Vec<u64> = reported.iter().map(|(n, _)| *n).collect();
-        assert_eq!(numbers, vec![3, 5, 9]);
-        assert!(reported[0].1.contains("JSON"), "{:?}", reported[0]);
-        assert!(reported[1].1.contains("project_id"), "{:?}", reported[1]);
-        assert!(reported[2].1.contains("status"), "{:?}", reported[2]);
+    let mut reported = Vec::new();
+    let summary = import(&repository, input.as_bytes(), 2, 2, |line, reason| {
+        reported.push((line, reason))
+    })
+    .unwrap();
+    assert_eq!(summary.lines, 8, "{db:?}");
+    assert_eq!(summary.items, 5);
+    assert_eq!(summary.written, 5);
+    assert_eq!(summary.bad_lines, 3);
+    let numbers: Vec<u64> = reported.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, vec![3, 5, 9]);
+    assert!(reported[0].1.contains("JSON"), "{:?}", reported[0]);
+    assert!(reported[1].1.contains("project_id"), "{:?}", reported[1]);
+    assert!(reported[2].1.contains("status"), "{:?}", reported[2]);
 
-        let again = import(&repository, input.as_bytes(), 3, 2, |_, _| {}).unwrap();
-        assert_eq!(again.written, 0, "{db:?}: importing twice changes nothing");
-        let filter = csbs_domain::BackupFilter {
-            scope: csbs_domain::TenantScope::Project(
-                csbs_domain::ProjectId::parse("p", "tenant-a").unwrap(),
-            ),
-            criteria: Default::default(),
-        };
-        assert_eq!(repository.count(&filter).unwrap(), 5);
-    }
+    let again = import(&repository, input.as_bytes(), 3, 2, |_, _| {}).unwrap();
+    assert_eq!(again.written, 0, "{db:?}: importing twice changes nothing");
+    let filter = csbs_domain::BackupFilter {
+        scope: csbs_domain::TenantScope::Project(
+            csbs_domain::ProjectId::parse("p", "tenant-a").unwrap(),
+        ),
+        criteria: Default::default(),
+    };
+    assert_eq!(repository.count(&filter).unwrap(), 5);
 }
 
 #[test]
@@ -144,60 +141,56 @@ fn the_binary_imports_mints_tokens_and_migrates() {
     std::fs::remove_dir_all(&data_dir).unwrap();
 }
 
-#[test]
-fn counters_check_reports_drift_and_rebuild_repairs_it() {
-    for db in test_databases() {
-        let data_dir =
-            std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+fn counters_check_reports_drift_and_rebuild_repairs_it(db: TestDatabase) {
+    let data_dir = std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["seed", "--items", "300", "--projects", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{db:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let check = |expect_ok: bool| {
         let output = csbs_api(db.url(), &data_dir)
-            .args(["seed", "--items", "300", "--projects", "3"])
+            .args(["counters", "check"])
             .output()
             .unwrap();
-        assert!(
+        assert_eq!(
             output.status.success(),
+            expect_ok,
             "{db:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let check = |expect_ok: bool| {
-            let output = csbs_api(db.url(), &data_dir)
-                .args(["counters", "check"])
-                .output()
-                .unwrap();
-            assert_eq!(
-                output.status.success(),
-                expect_ok,
-                "{db:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8(output.stdout).unwrap()
-        };
-        assert!(check(true).contains("every counter agrees with the rows"));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(check(true).contains("every counter agrees with the rows"));
 
-        // Damage one counter of each kind, as a bug or a manual edit would.
-        execute_sql(
-            &db.repository(),
-            "UPDATE item_counts SET n = n + 3 WHERE project_id = (SELECT min(project_id) FROM item_counts); \
-             DELETE FROM item_counts_daily WHERE day = (SELECT min(day) FROM item_counts_daily); \
-             UPDATE item_counts_hourly SET n = n + 1 WHERE hour = (SELECT max(hour) FROM item_counts_hourly)",
-        );
-        let report = check(false);
-        for kind in [" total: counter ", " day ", " hour "] {
-            assert!(report.contains(kind), "{db:?}: {kind:?} in\n{report}");
-        }
-
-        let output = csbs_api(db.url(), &data_dir)
-            .args(["counters", "rebuild"])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{db:?}");
-        let rebuilt = String::from_utf8(output.stdout).unwrap();
-        assert_eq!(
-            rebuilt.lines().count(),
-            report.lines().count() + 1,
-            "{db:?}: the repaired counters, then a summary:\n{rebuilt}"
-        );
-        assert!(check(true).contains("every counter agrees with the rows"));
+    // Damage one counter of each kind, as a bug or a manual edit would.
+    execute_sql(
+        &db.repository(),
+        "UPDATE item_counts SET n = n + 3 WHERE project_id = (SELECT min(project_id) FROM item_counts); \
+         DELETE FROM item_counts_daily WHERE day = (SELECT min(day) FROM item_counts_daily); \
+         UPDATE item_counts_hourly SET n = n + 1 WHERE hour = (SELECT max(hour) FROM item_counts_hourly)",
+    );
+    let report = check(false);
+    for kind in [" total: counter ", " day ", " hour "] {
+        assert!(report.contains(kind), "{db:?}: {kind:?} in\n{report}");
     }
+
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["counters", "rebuild"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{db:?}");
+    let rebuilt = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        rebuilt.lines().count(),
+        report.lines().count() + 1,
+        "{db:?}: the repaired counters, then a summary:\n{rebuilt}"
+    );
+    assert!(check(true).contains("every counter agrees with the rows"));
 }
 
 /// `seed > tenants.txt` once held a log line before the tenants: stdout carries the tenants
@@ -292,3 +285,8 @@ fn malformed_requests_do_not_log_errors() {
     assert_eq!(refused, 30, "{rest}");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+backend_tests!(
+    import_reports_bad_lines_stores_good_ones_and_is_idempotent,
+    counters_check_reports_drift_and_rebuild_repairs_it,
+);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use csbs_test_support::{exhaust_pool, postgres_admin_url, test_databases, TestDatabase};
+use csbs_test_support::{backend_tests, exhaust_pool, postgres_admin_url, TestDatabase};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -51,19 +51,16 @@ async fn an_unreachable_database_is_503_and_the_service_keeps_running() {
     }
 }
 
-#[actix_web::test]
-async fn an_exhausted_pool_is_503() {
-    for db in test_databases() {
-        let app = TestApp::spawn(db).await;
-        assert_eq!(app.count("tenant-a", "").await, 0);
-        let repository = app.state.repository.clone();
-        let held = actix_web::web::block(move || exhaust_pool(&repository))
-            .await
-            .unwrap();
-        expect_unavailable(&app, "/v1/tenant-a/checkpoint_items/count").await;
-        drop(held);
-        assert_eq!(app.count("tenant-a", "").await, 0, "{}", app.db_label);
-    }
+async fn an_exhausted_pool_is_503(db: TestDatabase) {
+    let app = TestApp::spawn(db).await;
+    assert_eq!(app.count("tenant-a", "").await, 0);
+    let repository = app.state.repository.clone();
+    let held = actix_web::web::block(move || exhaust_pool(&repository))
+        .await
+        .unwrap();
+    expect_unavailable(&app, "/v1/tenant-a/checkpoint_items/count").await;
+    drop(held);
+    assert_eq!(app.count("tenant-a", "").await, 0, "{}", app.db_label);
 }
 
 /// A TCP proxy to PostgreSQL that can be cut (refusing and dropping connections) and restored.
@@ -233,3 +230,8 @@ async fn a_frozen_database_is_503_within_the_request_timeout() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+backend_tests!(
+    async:
+    an_exhausted_pool_is_503,
+);
