@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 
-use crate::errors::{ApiError, ErrorBody};
+use crate::errors::{ApiError, ErrorAnswer};
 use crate::state::AppState;
 
 /// `X-Request-Id`: taken from the request when it is usable, else generated.
@@ -57,10 +57,11 @@ pub async fn envelope(
         let body = response
             .response()
             .extensions()
-            .get::<ErrorBody>()
+            .get::<ErrorAnswer>()
             .cloned()
-            .unwrap_or_else(|| ErrorBody::for_status(status));
-        let json = body.to_json(&request_id).to_string();
+            .unwrap_or_else(|| ErrorAnswer::for_status(status));
+        // Serializing two strings and a unit variant cannot fail.
+        let json = serde_json::to_string(&body.body(&request_id)).unwrap_or_default();
         response = response.map_body(|head, _| {
             head.headers.insert(
                 header::CONTENT_TYPE,

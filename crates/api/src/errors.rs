@@ -1,7 +1,7 @@
 //! The API error type and the one place where errors become HTTP answers (spec §6).
 //!
 //! Handlers return [`ApiError`]; its `error_response` chooses the status and error code and
-//! leaves an [`ErrorBody`] on the response. The request envelope (`envelope.rs`) writes that
+//! leaves an [`ErrorAnswer`] on the response. The request envelope (`envelope.rs`) writes that
 //! body as JSON with the request id, and gives answers that carry none (actix's own 404, 405,
 //! payload errors, panics) a body of the same shape.
 
@@ -56,21 +56,84 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Defines [`ErrorCode`] from one list: each variant's wire spelling, written once, is its
+/// serde name (so the body, and the document through `ToSchema`) and its [`ErrorCode::as_str`].
+macro_rules! error_codes {
+    // `tt`, not `literal`: a literal fragment reaches the derives as an opaque group, which
+    // utoipa does not read as a rename.
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:tt,)+) => {
+        // The one table that the HTTP mapping (`ApiError::code`, `ErrorCode::for_status`), the
+        // error bodies and the OpenAPI document derive from.
+        /// The error codes of spec §6.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* #[serde(rename = $code)] $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [ErrorCode] = &[$(Self::$variant),+];
+
+            /// The wire spelling, e.g. `CSBS.9001`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// 400 (and 408, 413, 415): an invalid parameter, path segment or body.
+    InvalidParameter = "CSBS.9001",
+    /// 401.
+    Unauthenticated = "APIGW.0301",
+    /// 403.
+    Forbidden = "APIGW.0302",
+    /// 404: no such backup or backup record.
+    NotFound = "CSBS.3001",
+    /// 409, ingest.
+    Conflict = "CSBS.9409",
+    /// 404 / 405: no such route, or a known route with another method.
+    NoRoute = "APIGW.0101",
+    /// 500.
+    Internal = "CSBS.9999",
+    /// 503.
+    Unavailable = "CSBS.9998",
+}
+
+impl ErrorCode {
+    /// The code of an error answer that carries no body of its own (actix's own refusals),
+    /// chosen by its status.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Self::NoRoute,
+            StatusCode::UNAUTHORIZED => Self::Unauthenticated,
+            StatusCode::FORBIDDEN => Self::Forbidden,
+            StatusCode::CONFLICT => Self::Conflict,
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
+            s if s.is_client_error() => Self::InvalidParameter,
+            _ => Self::Internal,
+        }
+    }
+}
+
 impl ApiError {
     /// The error code of spec §6.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidParameter(_)
             | Self::PayloadTooLarge(_)
             | Self::UnsupportedEncoding(_)
-            | Self::BodyTimeout(_) => "CSBS.9001",
-            Self::Unauthenticated(_) => "APIGW.0301",
-            Self::Forbidden(_) => "APIGW.0302",
-            Self::NotFound(_) => "CSBS.3001",
-            Self::Conflict(_) => "CSBS.9409",
-            Self::NoRoute(_) | Self::MethodNotAllowed { .. } => "APIGW.0101",
-            Self::Unavailable(_) => "CSBS.9998",
-            Self::Internal(_) => "CSBS.9999",
+            | Self::BodyTimeout(_) => ErrorCode::InvalidParameter,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::NoRoute(_) | Self::MethodNotAllowed { .. } => ErrorCode::NoRoute,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -87,49 +150,60 @@ impl From<StorageError> for ApiError {
     }
 }
 
-/// The code and message of an error answer, left on the response for the envelope to render.
+/// The code and message of an error answer, left on the response for the envelope to render
+/// as an [`ErrorBody`] with the request's id.
 #[derive(Debug, Clone)]
-pub struct ErrorBody {
-    pub code: &'static str,
+pub struct ErrorAnswer {
+    pub code: ErrorCode,
     pub message: String,
 }
 
-impl ErrorBody {
-    /// The JSON error body of spec §6.
-    pub fn to_json(&self, request_id: &str) -> serde_json::Value {
-        serde_json::json!({
-            "error_code": self.code,
-            "error_msg": self.message,
-            "request_id": request_id,
-        })
+impl ErrorAnswer {
+    /// The body of spec §6.
+    pub fn body<'a>(&'a self, request_id: &'a str) -> ErrorBody<'a> {
+        ErrorBody {
+            error_code: self.code,
+            error_msg: &self.message,
+            request_id,
+        }
     }
 
-    /// The body for an error answer that carries none of its own, chosen by status.
+    /// The answer for an error that carries none of its own, chosen by status.
     pub fn for_status(status: StatusCode) -> Self {
-        let (code, message) = match status {
-            StatusCode::NOT_FOUND => ("APIGW.0101", "No route matches this path".to_owned()),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "APIGW.0101",
-                "Method is not allowed on this route".to_owned(),
+        let code = ErrorCode::for_status(status);
+        let message = match code {
+            ErrorCode::NoRoute if status == StatusCode::METHOD_NOT_ALLOWED => {
+                "Method is not allowed on this route".to_owned()
+            }
+            ErrorCode::NoRoute => "No route matches this path".to_owned(),
+            ErrorCode::Unauthenticated => "Authentication failed".to_owned(),
+            ErrorCode::Forbidden => "Access denied".to_owned(),
+            ErrorCode::Conflict => "Conflict".to_owned(),
+            ErrorCode::Unavailable => {
+                "The service is temporarily unavailable; retry later".to_owned()
+            }
+            ErrorCode::NotFound => "Not found".to_owned(),
+            ErrorCode::InvalidParameter => format!(
+                "Invalid request parameters: {}",
+                status.canonical_reason().unwrap_or("bad request")
             ),
-            StatusCode::UNAUTHORIZED => ("APIGW.0301", "Authentication failed".to_owned()),
-            StatusCode::FORBIDDEN => ("APIGW.0302", "Access denied".to_owned()),
-            StatusCode::CONFLICT => ("CSBS.9409", "Conflict".to_owned()),
-            StatusCode::SERVICE_UNAVAILABLE => (
-                "CSBS.9998",
-                "The service is temporarily unavailable; retry later".to_owned(),
-            ),
-            s if s.is_client_error() => (
-                "CSBS.9001",
-                format!(
-                    "Invalid request parameters: {}",
-                    s.canonical_reason().unwrap_or("bad request")
-                ),
-            ),
-            _ => ("CSBS.9999", "Internal error".to_owned()),
+            ErrorCode::Internal => "Internal error".to_owned(),
         };
         Self { code, message }
     }
+}
+
+/// The error answer of spec §6, for every error whatever produced it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, by kind.
+    pub error_code: ErrorCode,
+    /// What went wrong, for people: names the parameter at fault; never shows internals.
+    #[schema(min_length = 1)]
+    pub error_msg: &'a str,
+    /// The request's id, as in the `X-Request-Id` header.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub request_id: &'a str,
 }
 
 impl ResponseError for ApiError {
@@ -169,14 +243,14 @@ impl ResponseError for ApiError {
         if matches!(self, Self::PayloadTooLarge(_) | Self::BodyTimeout(_)) {
             response.force_close();
         }
-        let body = ErrorBody {
+        let answer = ErrorAnswer {
             code: self.code(),
             message: self.to_string(),
         };
         // The envelope rewrites this body with the request id; the body written here only
         // shows if an error ever escapes the envelope.
-        let mut response = response.json(body.to_json(""));
-        response.extensions_mut().insert(body);
+        let mut response = response.json(answer.body(""));
+        response.extensions_mut().insert(answer);
         response
     }
 }

@@ -21,7 +21,7 @@ use std::task::{ready, Context, Poll};
 use actix_web::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::errors::ErrorBody;
+use crate::errors::ErrorAnswer;
 
 /// A connection's stream, whose HTTP-layer refusals are rewritten on their way out.
 pub struct Refusals<T> {
@@ -65,7 +65,7 @@ fn refusal_at_end(buf: &[u8]) -> Option<(usize, u16)> {
 fn rewritten(status: u16) -> Vec<u8> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
-    let mut body = ErrorBody::for_status(status);
+    let mut body = ErrorAnswer::for_status(status);
     body.message = match status {
         StatusCode::BAD_REQUEST => "Invalid request parameters: the request line or headers are \
              malformed, or the URI is longer than 64 KiB"
@@ -86,7 +86,8 @@ fn rewritten(status: u16) -> Vec<u8> {
         request_id = %request_id,
         "request"
     );
-    let json = body.to_json(&request_id).to_string();
+    // Serializing two strings and a unit variant cannot fail.
+    let json = serde_json::to_string(&body.body(&request_id)).unwrap_or_default();
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          connection: close\r\nx-request-id: {request_id}\r\nx-openstack-request-id: {request_id}\r\n\r\n{json}",

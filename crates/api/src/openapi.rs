@@ -26,8 +26,14 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema
 
 use csbs_domain::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 
-use crate::errors::{ApiError, RETRY_AFTER_SECONDS};
+use csbs_domain::BackupStatus;
+
+use crate::errors::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
 use crate::routes;
+use crate::wire::{
+    BulkAnswer, BulkResult, CountAnswer, DeleteAnswer, IngestItemAnswer, ListAnswer, Liveness,
+    PageLink, Readiness, ShowAnswer,
+};
 
 /// The document: every route of `routes::configure`, and the schemas they answer with.
 #[derive(OpenApi)]
@@ -163,7 +169,7 @@ fn any_uuid() -> ObjectBuilder {
     string().format(Some(SchemaFormat::Custom("uuid".to_owned())))
 }
 
-fn canonical_uuid() -> ObjectBuilder {
+pub(crate) fn canonical_uuid() -> ObjectBuilder {
     any_uuid()
         .pattern(Some(CANONICAL_UUID_PATTERN))
         .description(Some("A UUID, lowercase and hyphenated."))
@@ -478,53 +484,95 @@ impl IntoParams for IdempotencyHeader {
 // ---------------------------------------------------------------------------------------------
 // Error answers.
 
-/// The statuses every error answer can have, as reusable responses named like this.
-const ERROR_ANSWERS: [(u16, &str, &str); 8] = [
+/// The codes an error answer may carry, each with what it means there.
+type CodeMeanings = &'static [(ErrorCode, &'static str)];
+
+/// The statuses every error answer can have, as reusable responses named like this, with the
+/// codes each may carry (from the one [`ErrorCode`] table) and what each means there.
+const ERROR_ANSWERS: [(u16, &str, CodeMeanings); 8] = [
     (
         400,
         "BadRequest",
-        "`CSBS.9001`: an invalid parameter, path segment or body; the message names it.",
+        &[(
+            ErrorCode::InvalidParameter,
+            "an invalid parameter, path segment or body; the message names it.",
+        )],
     ),
     (
         401,
         "Unauthorized",
-        "`APIGW.0301`: no token, or a token that fails validation.",
+        &[(
+            ErrorCode::Unauthenticated,
+            "no token, or a token that fails validation.",
+        )],
     ),
     (
         403,
         "Forbidden",
-        "`APIGW.0302`: another tenant's path, `all_tenants` without the administrator role, \
-         or an ingest route without the service role.",
+        &[(
+            ErrorCode::Forbidden,
+            "another tenant's path, `all_tenants` without the administrator role, or an \
+             ingest route without the service role.",
+        )],
     ),
     (
         404,
         "NotFound",
-        "`CSBS.3001`: no such backup (or backup record) for this tenant; `APIGW.0101`: a path \
-         that matches no route (an empty path segment).",
+        &[
+            (
+                ErrorCode::NotFound,
+                "no such backup (or backup record) for this tenant",
+            ),
+            (
+                ErrorCode::NoRoute,
+                "a path that matches no route (an empty path segment).",
+            ),
+        ],
     ),
     (
         409,
         "Conflict",
-        "`CSBS.9409`: a stale version, a transition the lifecycle forbids, a reused \
-         idempotency key, or a concurrent write to the same items.",
+        &[(
+            ErrorCode::Conflict,
+            "a stale version, a transition the lifecycle forbids, a reused idempotency key, \
+             or a concurrent write to the same items.",
+        )],
     ),
     (
         413,
         "PayloadTooLarge",
-        "`CSBS.9001`: a body larger than `ingest.max_body_bytes`.",
+        &[(
+            ErrorCode::InvalidParameter,
+            "a body larger than `ingest.max_body_bytes`.",
+        )],
     ),
     (
         500,
         "InternalError",
-        "`CSBS.9999`: anything unexpected; the cause is logged, never shown.",
+        &[(
+            ErrorCode::Internal,
+            "anything unexpected; the cause is logged, never shown.",
+        )],
     ),
     (
         503,
         "Unavailable",
-        "`CSBS.9998`: the database is down, not migrated yet, too slow or its pool is \
-         exhausted. Retry after `Retry-After` seconds.",
+        &[(
+            ErrorCode::Unavailable,
+            "the database is down, not migrated yet, too slow or its pool is exhausted. \
+             Retry after `Retry-After` seconds.",
+        )],
     ),
 ];
+
+/// The description of an error answer: each code it may carry, and what it means there.
+fn error_description(codes: CodeMeanings) -> String {
+    codes
+        .iter()
+        .map(|(code, meaning)| format!("`{}`: {meaning}", code.as_str()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// References to the named error answers of `statuses`.
 fn error_refs(statuses: &[u16]) -> BTreeMap<String, RefOr<Response>> {
@@ -591,13 +639,15 @@ struct ErrorAnswers;
 impl Modify for ErrorAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for (status, name, description) in ERROR_ANSWERS {
-            let mut response = ResponseBuilder::new().description(description).content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            );
+        for (status, name, codes) in ERROR_ANSWERS {
+            let mut response = ResponseBuilder::new()
+                .description(error_description(codes))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                );
             if status == 401 {
                 response = response.header(
                     "WWW-Authenticate",
@@ -932,74 +982,6 @@ impl Modify for ObjectKeys {
 // ---------------------------------------------------------------------------------------------
 // Bodies.
 
-/// The error answer of spec §6, for every error whatever produced it.
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, by kind.
-    pub error_code: ErrorCode,
-    /// What went wrong, for people: names the parameter at fault; never shows internals.
-    #[schema(min_length = 1)]
-    pub error_msg: String,
-    /// The request's id, as in the `X-Request-Id` header.
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
-    pub request_id: String,
-}
-
-/// The error codes of spec §6.
-#[derive(ToSchema)]
-pub enum ErrorCode {
-    /// 400 (and 413): an invalid parameter, path segment or body.
-    #[schema(rename = "CSBS.9001")]
-    InvalidParameter,
-    /// 401.
-    #[schema(rename = "APIGW.0301")]
-    Unauthenticated,
-    /// 403.
-    #[schema(rename = "APIGW.0302")]
-    Forbidden,
-    /// 404: no such backup or backup record.
-    #[schema(rename = "CSBS.3001")]
-    NotFound,
-    /// 409, ingest.
-    #[schema(rename = "CSBS.9409")]
-    Conflict,
-    /// 404 / 405: no such route, or a known route with another method.
-    #[schema(rename = "APIGW.0101")]
-    NoRoute,
-    /// 500.
-    #[schema(rename = "CSBS.9999")]
-    Internal,
-    /// 503.
-    #[schema(rename = "CSBS.9998")]
-    Unavailable,
-}
-
-/// The status of a backup. `waiting_protect → protecting → available | error`;
-/// `available → waiting_restore → restoring → available | error`;
-/// `available | error → waiting_delete → deleting → deleted | error`.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum BackupStatus {
-    /// Queued for backup.
-    WaitingProtect,
-    /// Being backed up.
-    Protecting,
-    /// Done and usable.
-    Available,
-    /// Queued for restore.
-    WaitingRestore,
-    /// Being restored.
-    Restoring,
-    /// Failed.
-    Error,
-    /// Deletion asked for.
-    WaitingDelete,
-    /// Being deleted.
-    Deleting,
-    /// Gone; answered only when asked for.
-    Deleted,
-}
-
 /// A backup ("checkpoint item", spec §2), exactly as it was stored: keys the document does not
 /// name are kept, numbers keep their digits. `project_id` and `policy_id` are known for each
 /// item and filterable, but are not part of the object.
@@ -1204,64 +1186,6 @@ pub enum ImageType {
     Replication,
 }
 
-/// `GET …/checkpoint_items/count`.
-#[derive(ToSchema)]
-pub struct CountAnswer {
-    /// How many backups match.
-    #[schema(minimum = 0)]
-    pub count: u64,
-}
-
-/// `GET …/checkpoint_items`: a page.
-#[derive(ToSchema)]
-pub struct ListAnswer {
-    /// The items of this page, in the requested order.
-    pub checkpoint_items: Vec<CheckpointItem>,
-    /// Present only when another item follows this page.
-    #[schema(required = false, min_items = 1, max_items = 1)]
-    pub checkpoint_items_links: Vec<PageLink>,
-}
-
-/// The link to the next page.
-#[derive(ToSchema)]
-pub struct PageLink {
-    /// Always `next`.
-    pub rel: LinkRel,
-    /// This request's URL with `marker` set to the page's last id.
-    #[schema(format = "uri")]
-    pub href: String,
-}
-
-/// The relation of a page link.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum LinkRel {
-    /// The next page.
-    Next,
-}
-
-/// `GET …/checkpoint_items/{checkpoint_item_id}`.
-#[derive(ToSchema)]
-pub struct ShowAnswer {
-    /// The backup.
-    pub checkpoint_item: CheckpointItem,
-}
-
-/// A deletion was asked for: `{}`.
-#[derive(ToSchema)]
-#[schema(max_properties = 0)]
-pub struct DeleteAnswer {}
-
-/// An ingest answer: the item as stored, and its version.
-#[derive(ToSchema)]
-pub struct IngestItemAnswer {
-    /// The backup as stored, whatever its status.
-    pub checkpoint_item: CheckpointItem,
-    /// Its version; the next write names this + 1.
-    #[schema(minimum = 1)]
-    pub version: i64,
-}
-
 /// A create or replace: the item object (spec §2), the version the write creates, and
 /// optionally the policy. Ids and times are rewritten to their canonical form; `updated_at`
 /// is the service's. Keys the document does not name are stored and answered as they came.
@@ -1340,38 +1264,6 @@ pub struct BulkRequest {
     pub checkpoint_items: Vec<BulkItemWrite>,
 }
 
-/// The outcome of a bulk report, item by item in the request's order.
-#[derive(ToSchema)]
-pub struct BulkAnswer {
-    /// One entry per item.
-    pub checkpoint_items: Vec<BulkResult>,
-}
-
-/// The outcome for one item of a bulk report.
-#[derive(ToSchema)]
-pub struct BulkResult {
-    /// The item.
-    #[schema(schema_with = canonical_uuid)]
-    pub id: String,
-    /// Its status now.
-    pub status: BackupStatus,
-    /// Its version now.
-    #[schema(minimum = 1)]
-    pub version: i64,
-    /// `stored`, or `unchanged` for a retry of the stored version.
-    pub result: BulkOutcome,
-}
-
-/// What a bulk report did to one item.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum BulkOutcome {
-    /// Written.
-    Stored,
-    /// A retry of the stored version: nothing written.
-    Unchanged,
-}
-
 /// A status change reported by an engine. Keeping the status (to report progress) is always
 /// allowed; any other change must follow the lifecycle.
 #[derive(ToSchema)]
@@ -1387,36 +1279,6 @@ pub struct StatusChange {
     /// A new `protected_at`; `null` clears it.
     #[schema(schema_with = nullable_request_time)]
     pub protected_at: Option<String>,
-}
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-pub struct Liveness {
-    /// Always `ok`.
-    pub status: Alive,
-}
-
-/// The answer of a live process.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum Alive {
-    /// The process answers.
-    Ok,
-}
-
-/// `GET /readyz`.
-#[derive(ToSchema)]
-pub struct Readiness {
-    /// Always `ready`.
-    pub status: Ready,
-}
-
-/// The answer of a ready service.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum Ready {
-    /// Migrations are applied and the database answers.
-    Ready,
 }
 
 /// An OpenAPI 3.1 document.

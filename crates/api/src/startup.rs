@@ -22,7 +22,7 @@ use crate::request_body::BodyLimits;
 use crate::routes;
 use crate::settings::Settings;
 use crate::signing_secret::{ensure_signing_key, SecretSource};
-use crate::state::{AppState, Readiness};
+use crate::state::{AppState, MigrationGate};
 
 /// Extra routes, for tests that need a route production does not have.
 pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
@@ -56,7 +56,7 @@ impl Application {
         }
         let validator = Arc::new(TokenValidator::from_settings(&settings.auth)?);
 
-        let readiness = Arc::new(Readiness::default());
+        let readiness = Arc::new(MigrationGate::default());
         start_migrations(
             &url,
             repository.clone(),
@@ -157,7 +157,7 @@ impl Application {
 fn start_migrations(
     url: &DatabaseUrl,
     repository: Repository,
-    readiness: Arc<Readiness>,
+    readiness: Arc<MigrationGate>,
     connection: &csbs_storage::ConnectionSettings,
 ) {
     // r2d2 reports a failed connection as a bare timeout; one direct attempt logs the cause.

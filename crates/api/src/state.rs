@@ -16,11 +16,11 @@ use crate::public_url::TrustedProxy;
 /// Whether migrations have been applied since start-up. Until then every database request is
 /// answered 503, so that a service started before its database never serves a half-made schema.
 #[derive(Debug, Default)]
-pub struct Readiness {
+pub struct MigrationGate {
     migrated: AtomicBool,
 }
 
-impl Readiness {
+impl MigrationGate {
     /// Records that migrations are applied.
     pub fn mark_migrated(&self) {
         self.migrated.store(true, Ordering::Release);
@@ -37,7 +37,7 @@ impl Readiness {
 pub struct AppState {
     pub repository: Repository,
     pub validator: Arc<TokenValidator>,
-    pub readiness: Arc<Readiness>,
+    pub readiness: Arc<MigrationGate>,
     /// Base of the URLs in `checkpoint_items_links`, when configured.
     pub public_base_url: Option<String>,
     /// Proxies whose forwarding headers say how clients reached the service.

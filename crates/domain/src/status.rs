@@ -5,17 +5,31 @@ use std::str::FromStr;
 
 use crate::ParamError;
 
-/// The status of a backup item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The status of a backup. `waiting_protect → protecting → available | error`;
+/// `available → waiting_restore → restoring → available | error`;
+/// `available | error → waiting_delete → deleting → deleted | error`.
+// Serialized as `as_str` spells it (a test holds the two together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BackupStatus {
+    /// Queued for backup.
     WaitingProtect,
+    /// Being backed up.
     Protecting,
+    /// Done and usable.
     Available,
+    /// Queued for restore.
     WaitingRestore,
+    /// Being restored.
     Restoring,
+    /// Failed.
     Error,
+    /// Deletion asked for.
     WaitingDelete,
+    /// Being deleted.
     Deleting,
+    /// Gone; answered only when asked for.
     Deleted,
 }
 
@@ -88,6 +102,16 @@ mod tests {
     fn every_status_round_trips() {
         for status in BackupStatus::ALL {
             assert_eq!(BackupStatus::parse("status", status.as_str()), Ok(status));
+        }
+    }
+
+    #[test]
+    fn serialized_statuses_are_spelled_as_stored() {
+        for status in BackupStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
         }
     }
 

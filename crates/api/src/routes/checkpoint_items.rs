@@ -1,8 +1,7 @@
 //! `GET /v1/{project_id}/checkpoint_items/count`, `GET /v1/{project_id}/checkpoint_items` and
 //! `GET /v1/{project_id}/checkpoint_items/{checkpoint_item_id}` (spec §1–§4).
 
-use actix_web::http::header::ContentType;
-use actix_web::http::Method;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_auth::Caller;
 use csbs_domain::{
@@ -17,6 +16,7 @@ use crate::errors::ApiError;
 use crate::openapi as doc;
 use crate::public_url;
 use crate::state::AppState;
+use crate::wire::{self, CountAnswer, LinkRel, ListAnswer, PageLink, ShowAnswer};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `count` is registered before `{checkpoint_item_id}`, which would otherwise take it.
@@ -73,7 +73,7 @@ fn scoped_filter(
     params(doc::ProjectPath, doc::FilterQuery, doc::IgnoredPageQuery),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The number of matching backups.", body = doc::CountAnswer),
+        (status = 200, description = "The number of matching backups.", body = wire::CountAnswer),
         doc::ReadErrors,
     )
 )]
@@ -89,7 +89,7 @@ async fn count(
     let count = state
         .run(move |repository| repository.count(&filter))
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "count": count })))
+    wire::json(StatusCode::OK, &CountAnswer { count })
 }
 
 /// List backups
@@ -104,7 +104,7 @@ async fn count(
     params(doc::ProjectPath, doc::FilterQuery, doc::PageQuery),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "A page of matching backups.", body = doc::ListAnswer),
+        (status = 200, description = "A page of matching backups.", body = wire::ListAnswer),
         doc::ReadErrors,
     )
 )]
@@ -123,31 +123,21 @@ async fn list(
         .run(move |repository| repository.list(&filter, &sort, &page))
         .await?;
     let next = next_link(&req, &state, &pairs, &items).transpose()?;
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(list_body(&items, next.as_deref())))
-}
-
-/// The list answer, written around the stored documents rather than re-encoding them: they
-/// are already JSON, and their numbers must stay exactly as stored.
-fn list_body(page: &ItemPage, next: Option<&str>) -> String {
-    let size = page.documents.iter().map(String::len).sum::<usize>() + 128;
-    let mut body = String::with_capacity(size);
-    body.push_str("{\"checkpoint_items\":[");
-    for (i, document) in page.documents.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(document);
-    }
-    body.push(']');
-    if let Some(href) = next {
-        body.push_str(",\"checkpoint_items_links\":[");
-        body.push_str(&serde_json::json!({ "rel": "next", "href": href }).to_string());
-        body.push(']');
-    }
-    body.push('}');
-    body
+    let answer = ListAnswer {
+        checkpoint_items: items
+            .documents
+            .into_iter()
+            .map(wire::stored)
+            .collect::<Result<_, _>>()?,
+        checkpoint_items_links: next
+            .map(|href| PageLink {
+                rel: LinkRel::Next,
+                href,
+            })
+            .into_iter()
+            .collect(),
+    };
+    wire::json(StatusCode::OK, &answer)
 }
 
 /// This request's URL with `marker` set to the last item of the page (and `offset` dropped:
@@ -186,7 +176,7 @@ fn next_link(
     params(doc::ProjectPath, doc::ItemPath),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The backup.", body = doc::ShowAnswer),
+        (status = 200, description = "The backup.", body = wire::ShowAnswer),
         doc::ReadErrors,
     )
 )]
@@ -208,11 +198,8 @@ async fn show(
         .await?
         .filter(|item| item.status != BackupStatus::Deleted)
         .ok_or_else(|| ApiError::NotFound(format!("Backup {id} does not exist")))?;
-    let mut body = String::with_capacity(item.document.len() + 20);
-    body.push_str("{\"checkpoint_item\":");
-    body.push_str(&item.document);
-    body.push('}');
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body))
+    let answer = ShowAnswer {
+        checkpoint_item: wire::stored(item.document)?,
+    };
+    wire::json(StatusCode::OK, &answer)
 }

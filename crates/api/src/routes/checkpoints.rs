@@ -14,6 +14,7 @@ use crate::authentication::Authenticated;
 use crate::errors::ApiError;
 use crate::openapi as doc;
 use crate::state::AppState;
+use crate::wire::{self, DeleteAnswer};
 
 /// The provider id of the real service; there is no other.
 pub const PROVIDER_ID: &str = "fc4d5750-22e7-4798-8a46-f48f62c4c1da";
@@ -40,7 +41,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     params(doc::ProjectPath, doc::CheckpointPath, doc::DeleteQuery),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The deletion was asked for.", body = doc::DeleteAnswer),
+        (status = 200, description = "The deletion was asked for.", body = wire::DeleteAnswer),
         doc::DeleteErrors,
     )
 )]
@@ -111,7 +112,7 @@ async fn delete_checkpoint(
             plans,
             StoredAnswer {
                 status: 200,
-                body: "{}".into(),
+                body: wire::to_json(&DeleteAnswer {})?,
             },
         ))
     })

@@ -2,7 +2,7 @@
 //! answering) and `GET /metrics` (Prometheus text). None needs a token: expose them to the
 //! platform, not the internet. All are cheap enough to poll every second.
 
-use actix_web::http::Method;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpResponse};
 
 use super::register;
@@ -10,6 +10,7 @@ use crate::errors::ApiError;
 use crate::metrics::PoolGauges;
 use crate::openapi as doc;
 use crate::state::AppState;
+use crate::wire::{self, Alive, Liveness, Readiness, Ready};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     register(cfg, "/healthz", [(Method::GET, web::to(healthz))]);
@@ -27,12 +28,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     operation_id = "healthz",
     security(()),
     responses(
-        (status = 200, description = "The process answers.", body = doc::Liveness),
+        (status = 200, description = "The process answers.", body = wire::Liveness),
         doc::OperationErrors,
     )
 )]
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+async fn healthz() -> Result<HttpResponse, ApiError> {
+    wire::json(StatusCode::OK, &Liveness { status: Alive::Ok })
 }
 
 /// Metrics
@@ -73,12 +74,17 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     operation_id = "readyz",
     security(()),
     responses(
-        (status = 200, description = "Ready to serve.", body = doc::Readiness),
+        (status = 200, description = "Ready to serve.", body = wire::Readiness),
         doc::ReadinessErrors,
     )
 )]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // `run` answers 503 itself until migrations are applied.
     state.run(|repository| repository.ping()).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    wire::json(
+        StatusCode::OK,
+        &Readiness {
+            status: Ready::Ready,
+        },
+    )
 }

@@ -27,6 +27,7 @@ use crate::errors::ApiError;
 use crate::openapi as doc;
 use crate::request_body::RequestBody;
 use crate::state::AppState;
+use crate::wire::{self, BulkAnswer, BulkOutcome, BulkResult, IngestItemAnswer};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     register(
@@ -161,15 +162,16 @@ pub(super) async fn run_write(
         .body(answer.body))
 }
 
-/// `{"checkpoint_item": document, "version": N}`.
-fn item_answer(item: &CurrentItem, created: bool) -> StoredAnswer {
-    StoredAnswer {
+/// The item as stored and its version, 201 when it was created.
+fn item_answer(item: &CurrentItem, created: bool) -> Result<StoredAnswer, ApiError> {
+    let answer = IngestItemAnswer {
+        checkpoint_item: wire::stored(item.record.document.clone())?,
+        version: item.version,
+    };
+    Ok(StoredAnswer {
         status: if created { 201 } else { 200 },
-        body: format!(
-            "{{\"checkpoint_item\":{},\"version\":{}}}",
-            item.record.document, item.version
-        ),
-    }
+        body: wire::to_json(&answer)?,
+    })
 }
 
 /// Create or replace a backup
@@ -186,8 +188,8 @@ fn item_answer(item: &CurrentItem, created: bool) -> StoredAnswer {
     request_body = doc::ItemWrite,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "Created.", body = doc::IngestItemAnswer),
-        (status = 200, description = "Replaced, or a retry of the stored version.", body = doc::IngestItemAnswer),
+        (status = 201, description = "Created.", body = wire::IngestItemAnswer),
+        (status = 200, description = "Replaced, or a retry of the stored version.", body = wire::IngestItemAnswer),
         doc::IngestWriteErrors,
     )
 )]
@@ -211,7 +213,7 @@ async fn put_item(
         move |current| {
             let plan = plan_write(current.first().and_then(Option::as_ref), write)
                 .map_err(|e| refusal(e, ""))?;
-            let answer = item_answer(plan.item(), plan.item().version == 1);
+            let answer = item_answer(plan.item(), plan.item().version == 1)?;
             Ok((vec![plan], answer))
         },
     )
@@ -229,7 +231,7 @@ async fn put_item(
     params(doc::ProjectPath, doc::ItemPath),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The backup and its version.", body = doc::IngestItemAnswer),
+        (status = 200, description = "The backup and its version.", body = wire::IngestItemAnswer),
         doc::ReadErrors,
     )
 )]
@@ -247,7 +249,7 @@ async fn get_item(
         .run(move |repository| repository.find_current(&project, &lookup))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Backup {id} does not exist")))?;
-    let answer = item_answer(&item, false);
+    let answer = item_answer(&item, false)?;
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(answer.body))
@@ -266,7 +268,7 @@ async fn get_item(
     request_body = doc::StatusChange,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The backup as stored now, and its version.", body = doc::IngestItemAnswer),
+        (status = 200, description = "The backup as stored now, and its version.", body = wire::IngestItemAnswer),
         doc::IngestWriteErrors,
     )
 )]
@@ -290,7 +292,7 @@ async fn change_status(
         move |current| {
             let plan = plan_status(current.first().and_then(Option::as_ref), &id, update, now)
                 .map_err(|e| refusal(e, ""))?;
-            let answer = item_answer(plan.item(), false);
+            let answer = item_answer(plan.item(), false)?;
             Ok((vec![plan], answer))
         },
     )
@@ -309,7 +311,7 @@ async fn change_status(
     request_body = doc::BulkRequest,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Every item was stored (or was already).", body = doc::BulkAnswer),
+        (status = 200, description = "Every item was stored (or was already).", body = wire::BulkAnswer),
         doc::IngestWriteErrors,
     )
 )]
@@ -355,21 +357,30 @@ async fn bulk(
         Selection::Items(ids),
         key,
         move |current| {
-            let mut plans = Vec::with_capacity(writes.len());
-            let mut summary = Vec::with_capacity(writes.len());
-            for (index, (write, current)) in writes.into_iter().zip(current).enumerate() {
-                let plan = plan_write(current.as_ref(), write)
-                    .map_err(|e| refusal(e, &format!("checkpoint_items[{index}]: ")))?;
-                let item = plan.item();
-                summary.push(serde_json::json!({
-                    "id": item.record.id.as_str(),
-                    "status": item.record.status.as_str(),
-                    "version": item.version,
-                    "result": if matches!(plan, Plan::Replay(_)) { "unchanged" } else { "stored" },
-                }));
-                plans.push(plan);
-            }
-            let body = serde_json::json!({ "checkpoint_items": summary }).to_string();
+            let plans = writes
+                .into_iter()
+                .zip(current)
+                .enumerate()
+                .map(|(index, (write, current))| {
+                    plan_write(current.as_ref(), write)
+                        .map_err(|e| refusal(e, &format!("checkpoint_items[{index}]: ")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let answer = BulkAnswer {
+                checkpoint_items: plans
+                    .iter()
+                    .map(|plan| BulkResult {
+                        id: plan.item().record.id.as_str(),
+                        status: plan.item().record.status,
+                        version: plan.item().version,
+                        result: match plan {
+                            Plan::Replay(_) => BulkOutcome::Unchanged,
+                            Plan::Write(_) => BulkOutcome::Stored,
+                        },
+                    })
+                    .collect(),
+            };
+            let body = wire::to_json(&answer)?;
             Ok((plans, StoredAnswer { status: 200, body }))
         },
     )
