@@ -1,35 +1,31 @@
-//! The OpenAPI 3.1 document of the service, served at `GET /openapi.json`.
+//! The shared pieces of the OpenAPI 3.1 document served at `GET /openapi.json`: the
+//! description, the schemas of stored documents and request bodies, the value schemas and
+//! parameter builders the route modules use, the shared error answers, and the modifiers that
+//! complete the document once every route module's operations are in (`routes::document`).
 //!
 //! Each operation comes from the `#[utoipa::path]` annotation beside its handler in `routes/`,
-//! so a handler and its documentation are read and changed together. The handlers write their
-//! JSON by hand (stored item documents are answered byte for byte, never re-encoded), so the
-//! wire shapes are described here by types that exist only for the document; they are never
-//! built. `tests/api/openapi.rs` checks that the document lists exactly the routes the
+//! and each answer's schema from the `wire` type the handler serializes, so neither has a copy
+//! here. `tests/api/openapi.rs` checks that the document lists exactly the routes the
 //! application serves, and `scripts/fuzz-api.sh` checks real answers against it.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use actix_web::http::header::ContentType;
-use actix_web::HttpResponse;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{
-    AdditionalProperties, AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
-    SchemaFormat, SchemaType, Type,
+    AdditionalProperties, AllOfBuilder, ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
-use csbs_domain::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use csbs_domain::PROVIDER_ID;
 
 use csbs_domain::BackupStatus;
 
-use crate::errors::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
-use crate::routes;
+use crate::errors::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
 use crate::wire::{
     BulkAnswer, BulkResult, CountAnswer, DeleteAnswer, IngestItemAnswer, ListAnswer, Liveness,
     PageLink, Readiness, ShowAnswer,
@@ -46,20 +42,6 @@ use crate::wire::{
             every error answer, whatever produced it, is the JSON `ErrorBody`. A path no route \
             has is 404 and a known path with another method is 405, both `APIGW.0101`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    paths(
-        routes::checkpoint_items::count,
-        routes::checkpoint_items::list,
-        routes::checkpoint_items::show,
-        routes::checkpoints::delete_checkpoint,
-        routes::ingest::put_item,
-        routes::ingest::get_item,
-        routes::ingest::change_status,
-        routes::ingest::bulk,
-        routes::health::healthz,
-        routes::health::readyz,
-        routes::health::metrics,
-        serve,
     ),
     components(schemas(
         ErrorBody,
@@ -90,7 +72,6 @@ use crate::wire::{
         Readiness,
         OpenApiDocument,
     )),
-    modifiers(&SecuritySchemes, &ErrorAnswers, &Envelope, &ObjectKeys, &Links),
     tags(
         (name = "checkpoint_items", description = "The public CSBS backup API (spec §1–§6)."),
         (name = "ingest", description = "For backup engines: create, replace and move items \
@@ -98,33 +79,25 @@ use crate::wire::{
         (name = "operations", description = "Health, metrics and this document; no token."),
     )
 )]
+/// The document without its paths: the description, the shared schemas and the tags. Each
+/// route module adds its own operations (`routes::document`).
 pub struct ApiDoc;
 
-/// The document as JSON text, built once: it is the same for the life of the process.
-pub fn document() -> Result<&'static str, ApiError> {
-    static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
-    DOCUMENT
-        .get_or_init(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string()))
-        .as_deref()
-        .map_err(|cause| ApiError::Internal(format!("the OpenAPI document: {cause}")))
-}
-
-/// `GET /openapi.json`.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    operation_id = "openapi",
-    security(()),
-    responses(
-        (status = 200, description = "This document.", body = OpenApiDocument),
-        OperationErrors,
-    )
-)]
-pub async fn serve() -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(document()?))
+/// Completes a document whose paths are all in: the security schemes, the shared error
+/// answers, the headers every answer carries, the links between operations and the closed
+/// objects. Each of these walks the paths, so it runs after every route module's part is
+/// merged.
+pub fn complete(document: &mut utoipa::openapi::OpenApi) {
+    let modifiers: [&dyn Modify; 5] = [
+        &SecuritySchemes,
+        &ErrorAnswers,
+        &Envelope,
+        &ObjectKeys,
+        &Links,
+    ];
+    for modifier in modifiers {
+        modifier.modify(document);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,19 +117,10 @@ const REQUEST_TIME_PATTERN: &str = "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9]
 /// The time format of answers: UTC, microseconds, no zone.
 const STORED_TIME_PATTERN: &str =
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}$";
-/// A boolean as clients send it: `true/false/yes/no/y/n/1/0` in any case.
-const BOOLEAN_PATTERN: &str =
-    "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|[YyNn01])$";
 /// A request id the service echoes: short and plain, else it makes its own (`req-<uuid>`).
 const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
-/// `sort`: `key[:asc|desc][,…]` over the sortable keys.
-const SORT_PATTERN: &str =
-    "^ *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?\
-    (, *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?)*$";
-/// The only provider of the real service.
-const PROVIDER_ID: &str = routes::checkpoints::PROVIDER_ID;
 
-fn string() -> ObjectBuilder {
+pub(crate) fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
@@ -165,7 +129,7 @@ fn nullable(schema_type: Type) -> SchemaType {
 }
 
 /// Any spelling `uuid::Uuid::try_parse` accepts is taken; the hyphenated form is documented.
-fn any_uuid() -> ObjectBuilder {
+pub(crate) fn any_uuid() -> ObjectBuilder {
     string().format(Some(SchemaFormat::Custom("uuid".to_owned())))
 }
 
@@ -175,7 +139,7 @@ pub(crate) fn canonical_uuid() -> ObjectBuilder {
         .description(Some("A UUID, lowercase and hyphenated."))
 }
 
-fn text_value() -> ObjectBuilder {
+pub(crate) fn text_value() -> ObjectBuilder {
     string()
         .min_length(Some(1))
         .max_length(Some(255))
@@ -187,7 +151,7 @@ fn nullable_text_value() -> ObjectBuilder {
     text_value().schema_type(nullable(Type::String))
 }
 
-fn request_time() -> ObjectBuilder {
+pub(crate) fn request_time() -> ObjectBuilder {
     string()
         .pattern(Some(REQUEST_TIME_PATTERN))
         .description(Some(
@@ -209,7 +173,7 @@ fn stored_time() -> ObjectBuilder {
 // function loses its description and its `required`.
 
 /// A parameter `name` in `location` with `schema`.
-fn parameter(
+pub(crate) fn parameter(
     name: &str,
     location: ParameterIn,
     description: &str,
@@ -231,7 +195,11 @@ fn parameter(
 }
 
 /// A query parameter that may be repeated: `name=a&name=b`.
-fn repeatable(name: &str, description: &str, item: impl Into<RefOr<Schema>>) -> Parameter {
+pub(crate) fn repeatable(
+    name: &str,
+    description: &str,
+    item: impl Into<RefOr<Schema>>,
+) -> Parameter {
     parameter(
         name,
         ParameterIn::Query,
@@ -247,7 +215,7 @@ fn repeatable(name: &str, description: &str, item: impl Into<RefOr<Schema>>) -> 
 }
 
 /// A query parameter that may be given once.
-fn once(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+pub(crate) fn once(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
     parameter(name, ParameterIn::Query, description, schema).build()
 }
 
@@ -279,203 +247,6 @@ impl IntoParams for ItemPath {
             ParameterIn::Path,
             "The backup's id, a UUID (any case).",
             any_uuid().examples(["7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12"]),
-        )
-        .build()]
-    }
-}
-
-/// The backup record of a deletion.
-pub struct CheckpointPath;
-
-impl IntoParams for CheckpointPath {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![
-            parameter(
-                "provider_id",
-                ParameterIn::Path,
-                "The provider: the real service has exactly this one; any other is 404.",
-                any_uuid().enum_values(Some([PROVIDER_ID])),
-            )
-            .build(),
-            parameter(
-                "checkpoint_id",
-                ParameterIn::Path,
-                "The backup record, a UUID.",
-                any_uuid().examples(["2eefe592-8424-4778-8d0d-962c8a5dd6a4"]),
-            )
-            .build(),
-        ]
-    }
-}
-
-/// The `?checkpoint_items=ID` of a deletion.
-pub struct DeleteQuery;
-
-impl IntoParams for DeleteQuery {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![once(
-            "checkpoint_items",
-            "Narrows the deletion to this one backup of the record (a UUID).",
-            any_uuid().examples(["7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12"]),
-        )]
-    }
-}
-
-/// The filters of count and list (spec §3). Filters combine with AND; a filter given several
-/// times means any of its values (OR). An empty or bad value, or any other parameter, is 400.
-pub struct FilterQuery;
-
-impl IntoParams for FilterQuery {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let ip = OneOfBuilder::new()
-            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv4))))
-            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv6))));
-        vec![
-            repeatable(
-                "status",
-                "Exact status. Items in `deleted` are counted and listed only when asked for.",
-                Ref::from_schema_name("BackupStatus"),
-            ),
-            repeatable(
-                "name",
-                "A substring of the name, case-sensitive; `%` and `_` are ordinary characters.",
-                text_value(),
-            ),
-            repeatable(
-                "resource_name",
-                "A substring of `extend_info.resource_name`, as `name`.",
-                text_value(),
-            ),
-            repeatable("resource_id", "The protected server, exact.", text_value()),
-            repeatable(
-                "checkpoint_id",
-                "The backup record, exact (a UUID).",
-                any_uuid(),
-            ),
-            repeatable(
-                "resource_type",
-                "The kind of resource, exact (e.g. `OS::Nova::Server`).",
-                text_value(),
-            ),
-            repeatable("az", "`extend_info.resource_az`, exact.", text_value()),
-            repeatable(
-                "image_type",
-                "`extend_info.image_type`, exact.",
-                text_value(),
-            ),
-            repeatable(
-                "policy_id",
-                "The backup policy that produced the item, exact.",
-                text_value(),
-            ),
-            repeatable(
-                "ip",
-                "`backup_data.private_ip` or `backup_data.eip`, compared as addresses \
-                 (`2001:DB8::0:1` equals `2001:db8::1`).",
-                ip,
-            ),
-            repeatable(
-                "start_time",
-                "`created_at` ≥ this time; given several times, the earliest applies.",
-                request_time(),
-            ),
-            repeatable(
-                "end_time",
-                "`created_at` ≤ this time; given several times, the latest applies. Before \
-                 `start_time` is 400.",
-                request_time(),
-            ),
-            once(
-                "all_tenants",
-                "`true` drops the tenant scope: administrators only (else 403). A boolean: \
-                 `true/false/yes/no/y/n/1/0` in any case.",
-                boolean(),
-            ),
-            once(
-                "dec",
-                "Accepted (a boolean, as `all_tenants`) and ignored: the Huawei \
-                 dedicated-cloud flag.",
-                boolean(),
-            ),
-        ]
-    }
-}
-
-fn boolean() -> ObjectBuilder {
-    string().pattern(Some(BOOLEAN_PATTERN))
-}
-
-/// Paging and sorting of a list (spec §4).
-pub struct PageQuery;
-
-impl IntoParams for PageQuery {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![
-            once(
-                "limit",
-                "Items per page.",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(MAX_PAGE_LIMIT))
-                    .default(Some(DEFAULT_PAGE_LIMIT.into())),
-            ),
-            once(
-                "marker",
-                "The id of the last item of the previous page (a UUID); the page starts after \
-                 it. 400 if it names no item of the tenant (of any tenant, with `all_tenants`).",
-                any_uuid(),
-            ),
-            once(
-                "offset",
-                "Items skipped, after the marker.",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                    .minimum(Some(0))
-                    .default(Some(0.into())),
-            ),
-            once(
-                "sort",
-                "`key[:asc|desc][,…]` over `created_at, updated_at, name, status, \
-                 protected_at, id`, each key at most once; the direction defaults to `desc`, \
-                 the order to `created_at:desc`.",
-                string()
-                    .pattern(Some(SORT_PATTERN))
-                    .max_length(Some(255))
-                    .examples(["name:asc,created_at"]),
-            ),
-        ]
-    }
-}
-
-/// What a count accepts and ignores, because one public SDK sends them with every count.
-pub struct IgnoredPageQuery;
-
-impl IntoParams for IgnoredPageQuery {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        ["limit", "marker", "offset", "sort"]
-            .into_iter()
-            .map(|name| once(name, "Accepted and ignored.", string()))
-            .collect()
-    }
-}
-
-/// The header that makes an ingest write safe to retry.
-pub struct IdempotencyHeader;
-
-impl IntoParams for IdempotencyHeader {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![parameter(
-            "Idempotency-Key",
-            ParameterIn::Header,
-            "1–255 visible ASCII characters. The answer is kept with the write for 24 hours: \
-             the same key with the same request gets the first answer again, with another \
-             request 409.",
-            string()
-                .min_length(Some(1))
-                .max_length(Some(255))
-                .pattern(Some("^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$")),
         )
         .build()]
     }

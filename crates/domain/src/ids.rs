@@ -4,6 +4,10 @@ use std::fmt;
 
 use crate::ParamError;
 
+/// The provider id of the real service's backup provider, the only one there is: the
+/// deletion route names it (`/providers/{provider_id}/checkpoints/…`).
+pub const PROVIDER_ID: &str = "fc4d5750-22e7-4798-8a46-f48f62c4c1da";
+
 /// A tenant: 1–64 characters of `[A-Za-z0-9_-]` (real clouds use 32 lowercase hex characters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectId(String);

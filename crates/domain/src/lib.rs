@@ -18,7 +18,7 @@ mod status;
 mod time;
 
 pub use filter::{BackupFilter, Criteria, TenantScope};
-pub use ids::{ItemId, ProjectId, TextValue};
+pub use ids::{ItemId, ProjectId, TextValue, PROVIDER_ID};
 pub use ingest::{
     deletion_requested, plan_status, plan_write, CurrentItem, IngestError, ItemWrite, Plan,
     StatusUpdate,

@@ -8,12 +8,17 @@ use csbs_domain::{
     BackupFilter, BackupStatus, CountQuery, Criteria, ItemId, ListQuery, ParamError, ProjectId,
     TenantScope,
 };
+use csbs_domain::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use csbs_storage::ItemPage;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+use utoipa::openapi::Ref;
+use utoipa::IntoParams;
 
 use super::{query_pairs, register};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
-use crate::openapi as doc;
+use crate::openapi::{self as doc, any_uuid, once, repeatable, request_time, string, text_value};
 use crate::public_url;
 use crate::state::AppState;
 use crate::wire::{self, CountAnswer, LinkRel, ListAnswer, PageLink, ShowAnswer};
@@ -36,6 +41,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         [(Method::GET, web::to(show))],
     );
 }
+
+/// This module's part of the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(count, list, show))]
+pub(super) struct Paths;
 
 /// The path's tenant, validated, after checking that the caller may act on it.
 fn authorized_project(caller: &Caller, path_project: &str) -> Result<ProjectId, ApiError> {
@@ -70,7 +80,7 @@ fn scoped_filter(
     path = "/v1/{project_id}/checkpoint_items/count",
     tag = "checkpoint_items",
     operation_id = "count_checkpoint_items",
-    params(doc::ProjectPath, doc::FilterQuery, doc::IgnoredPageQuery),
+    params(doc::ProjectPath, FilterQuery, IgnoredPageQuery),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The number of matching backups.", body = wire::CountAnswer),
@@ -101,7 +111,7 @@ async fn count(
     path = "/v1/{project_id}/checkpoint_items",
     tag = "checkpoint_items",
     operation_id = "list_checkpoint_items",
-    params(doc::ProjectPath, doc::FilterQuery, doc::PageQuery),
+    params(doc::ProjectPath, FilterQuery, PageQuery),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of matching backups.", body = wire::ListAnswer),
@@ -202,4 +212,157 @@ async fn show(
         checkpoint_item: wire::stored(item.document)?,
     };
     wire::json(StatusCode::OK, &answer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The query parameters, as documented. Written out rather than derived: a derived parameter
+// whose schema comes from a function loses its description and its `required`.
+
+/// `sort`: `key[:asc|desc][,…]` over the sortable keys.
+const SORT_PATTERN: &str =
+    "^ *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?\
+    (, *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?)*$";
+
+/// A boolean as clients send it: `true/false/yes/no/y/n/1/0` in any case.
+const BOOLEAN_PATTERN: &str =
+    "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|[YyNn01])$";
+
+/// The filters of count and list (spec §3). Filters combine with AND; a filter given several
+/// times means any of its values (OR). An empty or bad value, or any other parameter, is 400.
+pub struct FilterQuery;
+
+impl IntoParams for FilterQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let ip = OneOfBuilder::new()
+            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv4))))
+            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv6))));
+        vec![
+            repeatable(
+                "status",
+                "Exact status. Items in `deleted` are counted and listed only when asked for.",
+                Ref::from_schema_name("BackupStatus"),
+            ),
+            repeatable(
+                "name",
+                "A substring of the name, case-sensitive; `%` and `_` are ordinary characters.",
+                text_value(),
+            ),
+            repeatable(
+                "resource_name",
+                "A substring of `extend_info.resource_name`, as `name`.",
+                text_value(),
+            ),
+            repeatable("resource_id", "The protected server, exact.", text_value()),
+            repeatable(
+                "checkpoint_id",
+                "The backup record, exact (a UUID).",
+                any_uuid(),
+            ),
+            repeatable(
+                "resource_type",
+                "The kind of resource, exact (e.g. `OS::Nova::Server`).",
+                text_value(),
+            ),
+            repeatable("az", "`extend_info.resource_az`, exact.", text_value()),
+            repeatable(
+                "image_type",
+                "`extend_info.image_type`, exact.",
+                text_value(),
+            ),
+            repeatable(
+                "policy_id",
+                "The backup policy that produced the item, exact.",
+                text_value(),
+            ),
+            repeatable(
+                "ip",
+                "`backup_data.private_ip` or `backup_data.eip`, compared as addresses \
+                 (`2001:DB8::0:1` equals `2001:db8::1`).",
+                ip,
+            ),
+            repeatable(
+                "start_time",
+                "`created_at` ≥ this time; given several times, the earliest applies.",
+                request_time(),
+            ),
+            repeatable(
+                "end_time",
+                "`created_at` ≤ this time; given several times, the latest applies. Before \
+                 `start_time` is 400.",
+                request_time(),
+            ),
+            once(
+                "all_tenants",
+                "`true` drops the tenant scope: administrators only (else 403). A boolean: \
+                 `true/false/yes/no/y/n/1/0` in any case.",
+                boolean(),
+            ),
+            once(
+                "dec",
+                "Accepted (a boolean, as `all_tenants`) and ignored: the Huawei \
+                 dedicated-cloud flag.",
+                boolean(),
+            ),
+        ]
+    }
+}
+
+fn boolean() -> ObjectBuilder {
+    string().pattern(Some(BOOLEAN_PATTERN))
+}
+
+/// Paging and sorting of a list (spec §4).
+pub struct PageQuery;
+
+impl IntoParams for PageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            once(
+                "limit",
+                "Items per page.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_PAGE_LIMIT))
+                    .default(Some(DEFAULT_PAGE_LIMIT.into())),
+            ),
+            once(
+                "marker",
+                "The id of the last item of the previous page (a UUID); the page starts after \
+                 it. 400 if it names no item of the tenant (of any tenant, with `all_tenants`).",
+                any_uuid(),
+            ),
+            once(
+                "offset",
+                "Items skipped, after the marker.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .default(Some(0.into())),
+            ),
+            once(
+                "sort",
+                "`key[:asc|desc][,…]` over `created_at, updated_at, name, status, \
+                 protected_at, id`, each key at most once; the direction defaults to `desc`, \
+                 the order to `created_at:desc`.",
+                string()
+                    .pattern(Some(SORT_PATTERN))
+                    .max_length(Some(255))
+                    .examples(["name:asc,created_at"]),
+            ),
+        ]
+    }
+}
+
+/// What a count accepts and ignores, because one public SDK sends them with every count.
+pub struct IgnoredPageQuery;
+
+impl IntoParams for IgnoredPageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ["limit", "marker", "offset", "sort"]
+            .into_iter()
+            .map(|name| once(name, "Accepted and ignored.", string()))
+            .collect()
+    }
 }

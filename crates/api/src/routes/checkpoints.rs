@@ -5,19 +5,23 @@
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
-use csbs_domain::{deletion_requested, Deletion, ItemId, ParamError, Plan, ProjectId};
+use csbs_domain::{deletion_requested, Deletion, ItemId, ParamError, Plan, ProjectId, PROVIDER_ID};
 use csbs_storage::{Selection, StoredAnswer};
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::IntoParams;
 
 use super::ingest::{now_micros, refusal, run_write};
 use super::{query_pairs, register};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
-use crate::openapi as doc;
+use crate::openapi::{self as doc, any_uuid, once, parameter};
 use crate::state::AppState;
 use crate::wire::{self, DeleteAnswer};
 
-/// The provider id of the real service; there is no other.
-pub const PROVIDER_ID: &str = "fc4d5750-22e7-4798-8a46-f48f62c4c1da";
+/// This module's part of the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(delete_checkpoint))]
+pub(super) struct Paths;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     register(
@@ -38,7 +42,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     path = "/v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}",
     tag = "checkpoint_items",
     operation_id = "delete_checkpoint",
-    params(doc::ProjectPath, doc::CheckpointPath, doc::DeleteQuery),
+    params(doc::ProjectPath, CheckpointPath, DeleteQuery),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The deletion was asked for.", body = wire::DeleteAnswer),
@@ -117,4 +121,41 @@ async fn delete_checkpoint(
         ))
     })
     .await
+}
+
+/// The backup record of a deletion.
+pub struct CheckpointPath;
+
+impl IntoParams for CheckpointPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            parameter(
+                "provider_id",
+                ParameterIn::Path,
+                "The provider: the real service has exactly this one; any other is 404.",
+                any_uuid().enum_values(Some([PROVIDER_ID])),
+            )
+            .build(),
+            parameter(
+                "checkpoint_id",
+                ParameterIn::Path,
+                "The backup record, a UUID.",
+                any_uuid().examples(["2eefe592-8424-4778-8d0d-962c8a5dd6a4"]),
+            )
+            .build(),
+        ]
+    }
+}
+
+/// The `?checkpoint_items=ID` of a deletion.
+pub struct DeleteQuery;
+
+impl IntoParams for DeleteQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![once(
+            "checkpoint_items",
+            "Narrows the deletion to this one backup of the record (a UUID).",
+            any_uuid().examples(["7b99acfd-18c3-4f26-9d39-b4ebd2ea3e12"]),
+        )]
+    }
 }

@@ -12,6 +12,11 @@ use crate::openapi as doc;
 use crate::state::AppState;
 use crate::wire::{self, Alive, Liveness, Readiness, Ready};
 
+/// This module's part of the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, metrics))]
+pub(super) struct Paths;
+
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     register(cfg, "/healthz", [(Method::GET, web::to(healthz))]);
     register(cfg, "/metrics", [(Method::GET, web::to(metrics))]);

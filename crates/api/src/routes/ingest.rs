@@ -20,14 +20,21 @@ use csbs_domain::{
 use csbs_storage::{Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::IntoParams;
 
 use super::{query_pairs, register};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
-use crate::openapi as doc;
+use crate::openapi::{self as doc, parameter, string};
 use crate::request_body::RequestBody;
 use crate::state::AppState;
 use crate::wire::{self, BulkAnswer, BulkOutcome, BulkResult, IngestItemAnswer};
+
+/// This module's part of the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(put_item, get_item, change_status, bulk))]
+pub(super) struct Paths;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     register(
@@ -184,7 +191,7 @@ fn item_answer(item: &CurrentItem, created: bool) -> Result<StoredAnswer, ApiErr
     path = "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}",
     tag = "ingest",
     operation_id = "ingest_put_item",
-    params(doc::ProjectPath, doc::ItemPath, doc::IdempotencyHeader),
+    params(doc::ProjectPath, doc::ItemPath, IdempotencyHeader),
     request_body = doc::ItemWrite,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
@@ -264,7 +271,7 @@ async fn get_item(
     path = "/ingest/v1/{project_id}/checkpoint_items/{checkpoint_item_id}/status",
     tag = "ingest",
     operation_id = "ingest_change_status",
-    params(doc::ProjectPath, doc::ItemPath, doc::IdempotencyHeader),
+    params(doc::ProjectPath, doc::ItemPath, IdempotencyHeader),
     request_body = doc::StatusChange,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
@@ -307,7 +314,7 @@ async fn change_status(
     path = "/ingest/v1/{project_id}/checkpoint_items",
     tag = "ingest",
     operation_id = "ingest_bulk",
-    params(doc::ProjectPath, doc::IdempotencyHeader),
+    params(doc::ProjectPath, IdempotencyHeader),
     request_body = doc::BulkRequest,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
@@ -385,4 +392,24 @@ async fn bulk(
         },
     )
     .await
+}
+
+/// The header that makes an ingest write safe to retry.
+pub struct IdempotencyHeader;
+
+impl IntoParams for IdempotencyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "Idempotency-Key",
+            ParameterIn::Header,
+            "1–255 visible ASCII characters. The answer is kept with the write for 24 hours: \
+             the same key with the same request gets the first answer again, with another \
+             request 409.",
+            string()
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$")),
+        )
+        .build()]
+    }
 }

@@ -1,10 +1,15 @@
 //! The routes of the service, registered per module.
 
-// Visible to the crate so that `openapi.rs` can list the handlers' annotations.
-pub(crate) mod checkpoint_items;
-pub(crate) mod checkpoints;
-pub(crate) mod health;
-pub(crate) mod ingest;
+// Each module registers its routes and declares its part of the OpenAPI document (`Paths`),
+// which `document` assembles: the routes depend on the document's shared pieces, never the
+// other way round.
+mod checkpoint_items;
+mod checkpoints;
+mod document;
+mod health;
+mod ingest;
+
+pub use document::document;
 
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -12,7 +17,6 @@ use actix_web::{web, HttpRequest, HttpResponse, Route};
 
 use crate::envelope::catch_panics;
 use crate::errors::ApiError;
-use crate::openapi;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,11 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     checkpoints::configure(cfg);
     health::configure(cfg);
     ingest::configure(cfg);
-    register(
-        cfg,
-        "/openapi.json",
-        [(Method::GET, web::to(openapi::serve))],
-    );
+    document::configure(cfg);
 }
 
 /// Registers the resource at `path` with a handler per method: each guarded against panics
