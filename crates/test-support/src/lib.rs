@@ -355,6 +355,25 @@ pub fn execute_sql(repository: &Repository, sql: &str) {
     try_execute_sql(repository, sql).expect("the SQL runs");
 }
 
+/// The 64-bit integers of the column `value` of a query, for tests that read what the
+/// repository does not answer (e.g. when an idempotency record was written).
+pub fn query_i64(repository: &Repository, sql: &str) -> Vec<i64> {
+    use diesel::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        value: i64,
+    }
+    let mut connection = repository.connection().expect("a connection");
+    diesel::sql_query(sql)
+        .load::<Row>(&mut *connection)
+        .expect("the query runs")
+        .into_iter()
+        .map(|row| row.value)
+        .collect()
+}
+
 /// [`execute_sql`], answering the database's error instead of panicking on it.
 pub fn try_execute_sql(repository: &Repository, sql: &str) -> Result<(), String> {
     use diesel::connection::SimpleConnection;

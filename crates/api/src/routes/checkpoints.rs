@@ -10,7 +10,7 @@ use csbs_storage::{Selection, StoredAnswer};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
-use super::ingest::{now_micros, refusal, run_write};
+use super::writes::{refusal, run_write, PendingWrite};
 use super::{query_pairs, register};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
@@ -77,12 +77,13 @@ async fn delete_checkpoint(
             _ => return Err(ParamError::new(key.as_str(), "unknown query parameter").into()),
         }
     }
-    let now = now_micros();
+    let pending = PendingWrite::new(project, None);
+    let now = pending.now;
     let selection = Selection::Checkpoint {
         checkpoint_id: checkpoint_id.clone(),
         item: item.clone(),
     };
-    run_write(&state, project, selection, None, move |current| {
+    run_write(&state, pending, selection, move |current| {
         let items: Vec<_> = current.into_iter().flatten().collect();
         if items.is_empty() {
             return Err(ApiError::NotFound(match item {

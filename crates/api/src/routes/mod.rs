@@ -8,6 +8,7 @@ mod checkpoints;
 mod document;
 mod health;
 mod ingest;
+mod writes;
 
 pub use document::document;
 

@@ -1,6 +1,6 @@
 //! The ingest API of backup engines, the public deletion, and counts that follow every write.
 
-use csbs_test_support::{backend_tests, item_json, TestDatabase};
+use csbs_test_support::{backend_tests, item_json, query_i64, TestDatabase};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, ingest_item, TestApp};
@@ -246,6 +246,25 @@ async fn engines_may_be_bound_to_their_own_tenant() {
             );
         }
     }
+}
+
+/// A write reads the clock once: the `updated_at` it stamps is the instant its idempotency
+/// record was kept from, so the 24-hour window starts exactly when the item changed.
+async fn a_write_is_stamped_and_remembered_at_one_instant(db: TestDatabase) {
+    let app = TestApp::spawn(db).await;
+    let item = new_item(json!({"status": "protecting"}));
+    let id = item["id"].as_str().unwrap().to_owned();
+    json_of(app.put_item("tenant-a", &item, Some("create-1")).await, 201).await;
+    let stored = query_i64(
+        &app.state.repository,
+        &format!("SELECT updated_at_us AS value FROM backup_items WHERE id = '{id}'"),
+    );
+    let remembered = query_i64(
+        &app.state.repository,
+        "SELECT created_at_us AS value FROM ingest_requests WHERE idempotency_key = 'create-1'",
+    );
+    assert_eq!(stored.len(), 1, "{}", app.db_label);
+    assert_eq!(remembered, stored, "{}", app.db_label);
 }
 
 async fn idempotency_keys_answer_retries_as_the_first_time(db: TestDatabase) {
@@ -611,6 +630,7 @@ async fn concurrent_engines_lose_no_acknowledged_write(db: TestDatabase) {
 
 backend_tests!(
     async:
+    a_write_is_stamped_and_remembered_at_one_instant,
     items_are_created_replaced_and_moved_through_their_lifecycle,
     only_the_service_role_may_ingest,
     idempotency_keys_answer_retries_as_the_first_time,
