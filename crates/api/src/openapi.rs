@@ -1031,7 +1031,8 @@ impl ToSchema for BulkItemWrite {}
 #[derive(ToSchema)]
 pub struct BulkRequest {
     /// 1 to `ingest.max_bulk_items` (default 1000) items with distinct ids.
-    #[schema(min_items = 1, max_items = 1000)]
+    // `maxItems` is written in by `routes::document`: the running service's setting.
+    #[schema(min_items = 1)]
     pub checkpoint_items: Vec<BulkItemWrite>,
 }
 

@@ -80,6 +80,11 @@ impl Application {
             max_bulk_items: settings.ingest.max_bulk_items,
             database_deadline: Duration::from_millis(settings.database.request_timeout_ms),
             metrics: Metrics::new()?,
+            openapi_document: routes::document_json(routes::DocumentedLimits {
+                max_bulk_items: settings.ingest.max_bulk_items,
+            })
+            .context("cannot write the OpenAPI document")?
+            .into(),
         };
 
         let listener = TcpListener::bind(&settings.server.bind)

@@ -48,6 +48,8 @@ pub struct AppState {
     pub database_deadline: Duration,
     /// The service's metrics.
     pub metrics: Metrics,
+    /// `GET /openapi.json`, built at start-up with this service's limits.
+    pub openapi_document: actix_web::web::Bytes,
 }
 
 impl AppState {

@@ -73,7 +73,10 @@ fn expected_routes() -> Routes {
 /// patterns actix registered.
 async fn spawn() -> (String, TestDatabase) {
     let db = TestDatabase::sqlite();
-    let settings = test_settings(db.url());
+    spawn_with(test_settings(db.url()), db)
+}
+
+fn spawn_with(settings: csbs_api::settings::Settings, db: TestDatabase) -> (String, TestDatabase) {
     let extra: csbs_api::startup::ExtraRoutes = Arc::new(|cfg: &mut web::ServiceConfig| {
         cfg.route(ROUTES_PROBE, web::get().to(registered_resources));
     });
@@ -179,6 +182,22 @@ async fn serves(client: &reqwest::Client, address: &str, method: &str, path: &st
     }
     let body: Value = response.json().await.unwrap();
     body["error_code"] != "APIGW.0101"
+}
+
+/// A limit the service takes from its settings is the one its document states.
+#[actix_web::test]
+async fn the_document_states_the_configured_bulk_limit() {
+    for max_bulk_items in [1000, 7] {
+        let db = TestDatabase::sqlite();
+        let mut settings = test_settings(db.url());
+        settings.ingest.max_bulk_items = max_bulk_items;
+        let (address, _db) = spawn_with(settings, db);
+        let document = document(&address).await;
+        let items =
+            &document["components"]["schemas"]["BulkRequest"]["properties"]["checkpoint_items"];
+        assert_eq!(items["maxItems"], max_bulk_items, "{items}");
+        assert_eq!(items["minItems"], 1, "{items}");
+    }
 }
 
 #[actix_web::test]
