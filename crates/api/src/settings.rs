@@ -235,11 +235,32 @@ impl Settings {
                 .set_override("database.url", url.as_str())
                 .map_err(|e| SettingsError(e.to_string()))?;
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| SettingsError(e.to_string()))?;
+        if let Some(base) = config_dir.and_then(Path::parent) {
+            settings.resolve_relative_paths(base);
+        }
         Ok(settings)
+    }
+
+    /// Makes the relative paths of the configuration (`data_dir`, a `sqlite://` path) relative
+    /// to `base`, the folder that holds the configuration folder: every command then finds the
+    /// same data folder, the same database and the same generated secret, from whatever
+    /// folder it is run. (Without a configuration folder they stay relative to the current
+    /// folder.)
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        if self.data_dir.is_relative() {
+            self.data_dir = base.join(&self.data_dir);
+        }
+        let url = self.database.url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if !path.is_empty() && Path::new(path).is_relative() {
+                let resolved = format!("sqlite://{}", base.join(path).display());
+                self.database.url = SecretString::from(resolved);
+            }
+        }
     }
 }
 
@@ -269,6 +290,42 @@ mod tests {
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         Settings::load_from(None, &env(vars))
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_folder_of_the_configuration() {
+        let root = std::env::temp_dir().join(format!("csbs-settings-{}", uuid::Uuid::new_v4()));
+        let config = root.join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::write(config.join("default.toml"), "").unwrap();
+
+        let settings = Settings::load_from(Some(&config), &env(&[])).unwrap();
+        assert_eq!(settings.data_dir, root.join("data"));
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            format!("sqlite://{}", root.join("data/csbs.db").display())
+        );
+
+        let settings = Settings::load_from(
+            Some(&config),
+            &env(&[
+                ("CSBS__DATA_DIR", "/var/lib/csbs"),
+                ("DATABASE_URL", "sqlite://elsewhere/x.db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.data_dir, PathBuf::from("/var/lib/csbs"));
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            format!("sqlite://{}", root.join("elsewhere/x.db").display())
+        );
+
+        for untouched in ["sqlite:///srv/csbs.db", "postgres://db/csbs"] {
+            let settings =
+                Settings::load_from(Some(&config), &env(&[("DATABASE_URL", untouched)])).unwrap();
+            assert_eq!(settings.database.url.expose_secret(), untouched);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -290,3 +290,38 @@ backend_tests!(
     import_reports_bad_lines_stores_good_ones_and_is_idempotent,
     counters_check_reports_drift_and_rebuild_repairs_it,
 );
+
+/// The data folder and the default SQLite database follow the configuration folder, not the
+/// folder a command is run from: `token` run from two folders signs with one secret, kept
+/// beside `config/`, and leaves nothing where it ran.
+#[test]
+fn the_data_folder_is_found_from_the_configuration_not_the_current_folder() {
+    let root = std::env::temp_dir().join(format!("csbs-root-{}", uuid::Uuid::new_v4().simple()));
+    let config = root.join("config");
+    let (first, second) = (root.join("here"), root.join("there"));
+    for dir in [&config, &first, &second] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(config.join("default.toml"), "").unwrap();
+    let mut secrets = Vec::new();
+    for cwd in [&first, &second] {
+        let output = Command::new(env!("CARGO_BIN_EXE_csbs-api"))
+            .current_dir(cwd)
+            .env("CSBS_CONFIG_DIR", &config)
+            .env_remove("CSBS__DATA_DIR")
+            .env_remove("DATABASE_URL")
+            .env_remove("CSBS_ENV")
+            .env("CSBS__LOG__FILTER", "warn")
+            .args(["token", "--project-id", "tenant-a"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        secrets.push(std::fs::read(root.join("data").join("hmac-secret")).unwrap());
+        assert!(
+            !cwd.join("data").exists(),
+            "nothing is made in the folder the command ran from"
+        );
+    }
+    assert_eq!(secrets[0], secrets[1], "one secret, whatever the folder");
+    std::fs::remove_dir_all(&root).unwrap();
+}
