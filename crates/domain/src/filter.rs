@@ -1,6 +1,6 @@
 //! What a count or a list asks for: the tenant scope and the criteria of spec §3.
 
-use crate::{BackupRecord, BackupStatus, ItemId, Micros, ProjectId, TextValue};
+use crate::{BackupRecord, BackupStatus, FilterParam, ItemId, Micros, ProjectId, TextValue};
 
 /// Whose items a query may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,24 +78,35 @@ impl Criteria {
         let equals = |values: &[TextValue], field: &str| {
             values.is_empty() || values.iter().any(|v| v.as_str() == field)
         };
-        status_ok
-            && contains(&self.names, Some(&record.name))
-            && contains(&self.resource_names, record.resource_name.as_deref())
-            && equals(&self.resource_ids, &record.resource_id)
-            && (self.checkpoint_ids.is_empty()
-                || self.checkpoint_ids.contains(&record.checkpoint_id))
-            && equals(&self.resource_types, &record.resource_type)
-            && optional_eq(&self.azs, &record.resource_az)
-            && optional_eq(&self.image_types, &record.image_type)
-            && optional_eq(&self.policy_ids, &record.policy_id)
-            && (self.ips.is_empty()
-                || self.ips.iter().any(|ip| {
-                    record.private_ip.as_deref() == Some(ip) || record.eip.as_deref() == Some(ip)
-                }))
-            && self
+        FilterParam::ALL.into_iter().all(|param| match param {
+            FilterParam::Status => status_ok,
+            FilterParam::Name => contains(&self.names, Some(&record.name)),
+            FilterParam::ResourceName => {
+                contains(&self.resource_names, record.resource_name.as_deref())
+            }
+            FilterParam::ResourceId => equals(&self.resource_ids, &record.resource_id),
+            FilterParam::CheckpointId => {
+                self.checkpoint_ids.is_empty()
+                    || self.checkpoint_ids.contains(&record.checkpoint_id)
+            }
+            FilterParam::ResourceType => equals(&self.resource_types, &record.resource_type),
+            FilterParam::Az => optional_eq(&self.azs, &record.resource_az),
+            FilterParam::ImageType => optional_eq(&self.image_types, &record.image_type),
+            FilterParam::PolicyId => optional_eq(&self.policy_ids, &record.policy_id),
+            FilterParam::Ip => {
+                self.ips.is_empty()
+                    || self.ips.iter().any(|ip| {
+                        record.private_ip.as_deref() == Some(ip)
+                            || record.eip.as_deref() == Some(ip)
+                    })
+            }
+            FilterParam::StartTime => self
                 .created_from
-                .is_none_or(|from| record.created_at >= from)
-            && self.created_to.is_none_or(|to| record.created_at <= to)
+                .is_none_or(|from| record.created_at >= from),
+            FilterParam::EndTime => self.created_to.is_none_or(|to| record.created_at <= to),
+            // The scope is the filter's, not a criterion; `dec` selects nothing.
+            FilterParam::AllTenants | FilterParam::Dec => true,
+        })
     }
 }
 

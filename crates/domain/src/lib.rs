@@ -5,6 +5,7 @@
 //! knows about HTTP, SQL or configuration.
 
 mod filter;
+mod filter_params;
 mod ids;
 mod ingest;
 mod ip;
@@ -18,6 +19,7 @@ mod status;
 mod time;
 
 pub use filter::{BackupFilter, Criteria, TenantScope};
+pub use filter_params::{FilterParam, FilterSpec, FilterValue};
 pub use ids::{ItemId, ProjectId, TextValue, PROVIDER_ID};
 pub use ingest::{
     deletion_requested, plan_status, plan_write, CurrentItem, IngestError, ItemWrite, Plan,

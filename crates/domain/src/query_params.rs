@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use crate::{
-    normalize_ip, parse_timestamp, BackupStatus, Criteria, ItemId, PageRequest, ParamError,
-    SortSpec, TextValue, MAX_PAGE_LIMIT,
+    normalize_ip, parse_timestamp, BackupStatus, Criteria, FilterParam, ItemId, PageRequest,
+    ParamError, SortSpec, TextValue, MAX_PAGE_LIMIT,
 };
 
 /// The most values one filter parameter may be given (`status=a&status=b&…`).
@@ -135,43 +135,45 @@ impl Parsed {
     }
 
     fn take_value(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
+        let Some(param) = FilterParam::from_name(key) else {
+            return Err(if key.is_empty() {
+                ParamError::new("(empty name)", "a query parameter has no name")
+            } else {
+                ParamError::new(key, "unknown query parameter")
+            });
+        };
         let c = &mut self.criteria;
         let text = |v: &str| TextValue::parse(key, v);
-        match key {
-            "status" => c
+        match param {
+            FilterParam::Status => c
                 .statuses
                 .push(BackupStatus::parse(key, non_empty(key, value)?)?),
-            "name" => c.names.push(text(value)?),
-            "resource_name" => c.resource_names.push(text(value)?),
-            "resource_id" => c.resource_ids.push(text(value)?),
-            "checkpoint_id" => c
+            FilterParam::Name => c.names.push(text(value)?),
+            FilterParam::ResourceName => c.resource_names.push(text(value)?),
+            FilterParam::ResourceId => c.resource_ids.push(text(value)?),
+            FilterParam::CheckpointId => c
                 .checkpoint_ids
                 .push(ItemId::parse(key, non_empty(key, value)?)?),
-            "resource_type" => c.resource_types.push(text(value)?),
-            "az" => c.azs.push(text(value)?),
-            "image_type" => c.image_types.push(text(value)?),
-            "policy_id" => c.policy_ids.push(text(value)?),
-            "ip" => c.ips.push(normalize_ip(key, non_empty(key, value)?)?),
-            "start_time" => self
+            FilterParam::ResourceType => c.resource_types.push(text(value)?),
+            FilterParam::Az => c.azs.push(text(value)?),
+            FilterParam::ImageType => c.image_types.push(text(value)?),
+            FilterParam::PolicyId => c.policy_ids.push(text(value)?),
+            FilterParam::Ip => c.ips.push(normalize_ip(key, non_empty(key, value)?)?),
+            FilterParam::StartTime => self
                 .starts
                 .push(parse_timestamp(key, non_empty(key, value)?)?),
-            "end_time" => self
+            FilterParam::EndTime => self
                 .ends
                 .push(parse_timestamp(key, non_empty(key, value)?)?),
-            "all_tenants" => set_once(
+            FilterParam::AllTenants => set_once(
                 &mut self.all_tenants,
                 key,
                 parse_bool(key, non_empty(key, value)?)?,
             )?,
             // The Huawei dedicated-cloud flag: validated, then ignored.
-            "dec" => set_once(&mut self.dec, key, parse_bool(key, non_empty(key, value)?)?)?,
-            "" => {
-                return Err(ParamError::new(
-                    "(empty name)",
-                    "a query parameter has no name",
-                ))
+            FilterParam::Dec => {
+                set_once(&mut self.dec, key, parse_bool(key, non_empty(key, value)?)?)?
             }
-            _ => return Err(ParamError::new(key, "unknown query parameter")),
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use csbs_domain::{BackupFilter, Criteria, Micros, TenantScope};
+use csbs_domain::{BackupFilter, Criteria, FilterParam, Micros, TenantScope};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -24,29 +24,21 @@ const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// Whether the counters can answer this filter: no criterion but statuses and time.
 pub(crate) fn counters_apply(criteria: &Criteria) -> bool {
-    let Criteria {
-        statuses: _,
-        names,
-        resource_names,
-        resource_ids,
-        checkpoint_ids,
-        resource_types,
-        azs,
-        image_types,
-        policy_ids,
-        ips,
-        created_from: _,
-        created_to: _,
-    } = criteria;
-    names.is_empty()
-        && resource_names.is_empty()
-        && resource_ids.is_empty()
-        && checkpoint_ids.is_empty()
-        && resource_types.is_empty()
-        && azs.is_empty()
-        && image_types.is_empty()
-        && policy_ids.is_empty()
-        && ips.is_empty()
+    FilterParam::ALL.into_iter().all(|param| match param {
+        // What the counters are kept by.
+        FilterParam::Status | FilterParam::StartTime | FilterParam::EndTime => true,
+        // The scope is the counters' key; `dec` selects nothing.
+        FilterParam::AllTenants | FilterParam::Dec => true,
+        FilterParam::Name => criteria.names.is_empty(),
+        FilterParam::ResourceName => criteria.resource_names.is_empty(),
+        FilterParam::ResourceId => criteria.resource_ids.is_empty(),
+        FilterParam::CheckpointId => criteria.checkpoint_ids.is_empty(),
+        FilterParam::ResourceType => criteria.resource_types.is_empty(),
+        FilterParam::Az => criteria.azs.is_empty(),
+        FilterParam::ImageType => criteria.image_types.is_empty(),
+        FilterParam::PolicyId => criteria.policy_ids.is_empty(),
+        FilterParam::Ip => criteria.ips.is_empty(),
+    })
 }
 
 fn status_texts(criteria: &Criteria) -> Vec<Cow<'static, str>> {

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use csbs_domain::{BackupFilter, BackupStatus, TenantScope, TextValue};
+use csbs_domain::{BackupFilter, BackupStatus, FilterParam, TenantScope, TextValue};
 use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
 
@@ -68,89 +68,100 @@ pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
         query = query.filter(items::project_id.eq(project.as_str()));
     }
     let criteria = &filter.criteria;
-
-    if criteria.statuses.is_empty() {
-        query = query.filter(items::status.ne(BackupStatus::Deleted.as_str()));
-    } else {
-        let statuses = criteria
-            .effective_statuses()
-            .iter()
-            .map(|s| Cow::Borrowed(s.as_str()))
-            .collect();
-        query = query.filter(any_of(items::status, Comparison::Equals, statuses));
-    }
-    query = matching(
-        query,
-        items::name,
-        Comparison::Like,
-        patterns(&criteria.names),
-    );
-    query = matching(
-        query,
-        items::resource_name,
-        Comparison::Like,
-        patterns(&criteria.resource_names),
-    );
-    query = matching(
-        query,
-        items::resource_id,
-        Comparison::Equals,
-        texts(&criteria.resource_ids),
-    );
-    let checkpoint_ids = criteria
-        .checkpoint_ids
-        .iter()
-        .map(|id| Cow::Borrowed(id.as_str()))
-        .collect();
-    query = matching(
-        query,
-        items::checkpoint_id,
-        Comparison::Equals,
-        checkpoint_ids,
-    );
-    query = matching(
-        query,
-        items::resource_type,
-        Comparison::Equals,
-        texts(&criteria.resource_types),
-    );
-    query = matching(
-        query,
-        items::resource_az,
-        Comparison::Equals,
-        texts(&criteria.azs),
-    );
-    query = matching(
-        query,
-        items::image_type,
-        Comparison::Equals,
-        texts(&criteria.image_types),
-    );
-    query = matching(
-        query,
-        items::policy_id,
-        Comparison::Equals,
-        texts(&criteria.policy_ids),
-    );
-    if !criteria.ips.is_empty() {
-        let ips: Vec<Cow<'_, str>> = criteria
-            .ips
-            .iter()
-            .map(|ip| Cow::Borrowed(ip.as_str()))
-            .collect();
-        query = query.filter(
-            any_of(items::private_ip, Comparison::Equals, ips.clone()).or(any_of(
-                items::eip,
+    for param in FilterParam::ALL {
+        query = match param {
+            FilterParam::Status if criteria.statuses.is_empty() => {
+                query.filter(items::status.ne(BackupStatus::Deleted.as_str()))
+            }
+            FilterParam::Status => {
+                let statuses = criteria
+                    .effective_statuses()
+                    .iter()
+                    .map(|s| Cow::Borrowed(s.as_str()))
+                    .collect();
+                query.filter(any_of(items::status, Comparison::Equals, statuses))
+            }
+            FilterParam::Name => matching(
+                query,
+                items::name,
+                Comparison::Like,
+                patterns(&criteria.names),
+            ),
+            FilterParam::ResourceName => matching(
+                query,
+                items::resource_name,
+                Comparison::Like,
+                patterns(&criteria.resource_names),
+            ),
+            FilterParam::ResourceId => matching(
+                query,
+                items::resource_id,
                 Comparison::Equals,
-                ips,
-            )),
-        );
-    }
-    if let Some(from) = criteria.created_from {
-        query = query.filter(items::created_at_us.ge(from));
-    }
-    if let Some(to) = criteria.created_to {
-        query = query.filter(items::created_at_us.le(to));
+                texts(&criteria.resource_ids),
+            ),
+            FilterParam::CheckpointId => {
+                let checkpoint_ids = criteria
+                    .checkpoint_ids
+                    .iter()
+                    .map(|id| Cow::Borrowed(id.as_str()))
+                    .collect();
+                matching(
+                    query,
+                    items::checkpoint_id,
+                    Comparison::Equals,
+                    checkpoint_ids,
+                )
+            }
+            FilterParam::ResourceType => matching(
+                query,
+                items::resource_type,
+                Comparison::Equals,
+                texts(&criteria.resource_types),
+            ),
+            FilterParam::Az => matching(
+                query,
+                items::resource_az,
+                Comparison::Equals,
+                texts(&criteria.azs),
+            ),
+            FilterParam::ImageType => matching(
+                query,
+                items::image_type,
+                Comparison::Equals,
+                texts(&criteria.image_types),
+            ),
+            FilterParam::PolicyId => matching(
+                query,
+                items::policy_id,
+                Comparison::Equals,
+                texts(&criteria.policy_ids),
+            ),
+            FilterParam::Ip if criteria.ips.is_empty() => query,
+            FilterParam::Ip => {
+                let ips: Vec<Cow<'_, str>> = criteria
+                    .ips
+                    .iter()
+                    .map(|ip| Cow::Borrowed(ip.as_str()))
+                    .collect();
+                query.filter(
+                    any_of(items::private_ip, Comparison::Equals, ips.clone()).or(any_of(
+                        items::eip,
+                        Comparison::Equals,
+                        ips,
+                    )),
+                )
+            }
+            FilterParam::StartTime => match criteria.created_from {
+                Some(from) => query.filter(items::created_at_us.ge(from)),
+                None => query,
+            },
+            FilterParam::EndTime => match criteria.created_to {
+                Some(to) => query.filter(items::created_at_us.le(to)),
+                None => query,
+            },
+            // The scope is applied above; `dec` selects nothing.
+            FilterParam::AllTenants | FilterParam::Dec => query,
+        };
     }
     query
 }

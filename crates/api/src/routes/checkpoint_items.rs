@@ -8,11 +8,11 @@ use csbs_domain::{
     BackupFilter, BackupStatus, CountQuery, Criteria, ItemId, ListQuery, ParamError, ProjectId,
     TenantScope,
 };
-use csbs_domain::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use csbs_domain::{FilterParam, FilterValue, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use csbs_storage::ItemPage;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
-use utoipa::openapi::Ref;
+use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::IntoParams;
 
 use super::{query_pairs, register};
@@ -233,77 +233,28 @@ pub struct FilterQuery;
 
 impl IntoParams for FilterQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let ip = OneOfBuilder::new()
-            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv4))))
-            .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv6))));
-        vec![
-            repeatable(
-                "status",
-                "Exact status. Items in `deleted` are counted and listed only when asked for.",
-                Ref::from_schema_name("BackupStatus"),
-            ),
-            repeatable(
-                "name",
-                "A substring of the name, case-sensitive; `%` and `_` are ordinary characters.",
-                text_value(),
-            ),
-            repeatable(
-                "resource_name",
-                "A substring of `extend_info.resource_name`, as `name`.",
-                text_value(),
-            ),
-            repeatable("resource_id", "The protected server, exact.", text_value()),
-            repeatable(
-                "checkpoint_id",
-                "The backup record, exact (a UUID).",
-                any_uuid(),
-            ),
-            repeatable(
-                "resource_type",
-                "The kind of resource, exact (e.g. `OS::Nova::Server`).",
-                text_value(),
-            ),
-            repeatable("az", "`extend_info.resource_az`, exact.", text_value()),
-            repeatable(
-                "image_type",
-                "`extend_info.image_type`, exact.",
-                text_value(),
-            ),
-            repeatable(
-                "policy_id",
-                "The backup policy that produced the item, exact.",
-                text_value(),
-            ),
-            repeatable(
-                "ip",
-                "`backup_data.private_ip` or `backup_data.eip`, compared as addresses \
-                 (`2001:DB8::0:1` equals `2001:db8::1`).",
-                ip,
-            ),
-            repeatable(
-                "start_time",
-                "`created_at` ≥ this time; given several times, the earliest applies.",
-                request_time(),
-            ),
-            repeatable(
-                "end_time",
-                "`created_at` ≤ this time; given several times, the latest applies. Before \
-                 `start_time` is 400.",
-                request_time(),
-            ),
-            once(
-                "all_tenants",
-                "`true` drops the tenant scope: administrators only (else 403). A boolean: \
-                 `true/false/yes/no/y/n/1/0` in any case.",
-                boolean(),
-            ),
-            once(
-                "dec",
-                "Accepted (a boolean, as `all_tenants`) and ignored: the Huawei \
-                 dedicated-cloud flag.",
-                boolean(),
-            ),
-        ]
+        FilterParam::ALL
+            .into_iter()
+            .map(|param| {
+                let spec = param.spec();
+                let schema: RefOr<Schema> = match spec.value {
+                    FilterValue::Status => Ref::from_schema_name("BackupStatus").into(),
+                    FilterValue::Text => text_value().into(),
+                    FilterValue::Uuid => any_uuid().into(),
+                    FilterValue::Ip => OneOfBuilder::new()
+                        .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv4))))
+                        .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Ipv6))))
+                        .into(),
+                    FilterValue::Time => request_time().into(),
+                    FilterValue::Boolean => boolean().into(),
+                };
+                if spec.repeatable {
+                    repeatable(spec.name, spec.meaning, schema)
+                } else {
+                    once(spec.name, spec.meaning, schema)
+                }
+            })
+            .collect()
     }
 }
 
