@@ -5,8 +5,9 @@
 //! its seed pipeline, vacuums and analyzes it, starts the real service in-process, and then measures
 //! each query shape twice: through the service over HTTP, and as the equivalent hand-written
 //! SQL sent straight to PostgreSQL (the same filters, order and LIMIT as the repository's
-//! queries, see `csbs-storage`'s `filters.rs` and `ordering.rs`). Before measuring a shape it
-//! checks that both answer the same, so that the comparison is between equivalent work.
+//! queries, see `csbs-storage`'s `sql/filters.rs` and `sql/ordering.rs`). Before measuring a
+//! shape it checks that both answer the same, so that the comparison is between equivalent
+//! work.
 //!
 //! The SQL side is run by `pgbench` when it is installed (see [`pgbench`]), else by a diesel
 //! client in this process. The report also gives import throughput (PostgreSQL, SQLite, and

@@ -1,5 +1,5 @@
 //! The rows written for a [`BackupRecord`]: into `backup_items` itself, or into the
-//! per-connection staging table of bulk upserts (see `bulk.rs`). Both have the same columns.
+//! per-connection staging table of bulk upserts (see `repository/bulk.rs`). Both have the same columns.
 
 use csbs_domain::BackupRecord;
 use diesel::prelude::*;

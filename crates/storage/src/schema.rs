@@ -36,7 +36,7 @@ backup_item_table! {
 }
 
 backup_item_table! {
-    /// A connection's own temporary table for bulk upserts (created by `bulk.rs`, never by a
+    /// A connection's own temporary table for bulk upserts (created by `repository/bulk.rs`, never by a
     /// migration): rows are staged here, then applied to `backup_items` by one statement.
     import_staging
 }

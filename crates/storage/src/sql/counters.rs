@@ -14,10 +14,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Nullable};
 
 use crate::connection::{DbConnection, MultiBackend};
-use crate::filters::filtered;
-use crate::prepared::{any_of, static_sql, Comparison, StaticSql};
 use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
-use crate::{Repository, StorageError};
+use crate::sql::filters::filtered;
+use crate::sql::prepared::{any_of, static_sql, Comparison, StaticSql};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -266,7 +265,7 @@ pub(crate) fn with_counter_statement<R>(
 
 /// Runs `work` in one read-only transaction (REPEATABLE READ on PostgreSQL), without the
 /// statement timeout meant for the service's reads: a check counts every row.
-fn in_snapshot<T>(
+pub(crate) fn in_snapshot<T>(
     conn: &mut DbConnection,
     work: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
 ) -> QueryResult<T> {
@@ -317,72 +316,11 @@ pub struct CounterDrift {
     pub actual: i64,
 }
 
-impl Repository {
-    /// How many items `filter` selects, from the counters when the filter allows it.
-    pub fn count(&self, filter: &BackupFilter) -> Result<u64, StorageError> {
-        let mut conn = self.connection()?;
-        // Either path is one statement, and one statement reads one snapshot on both
-        // backends: no transaction (and none of its round trips) is needed for exactness.
-        let count: i64 = if counters_apply(&filter.criteria) {
-            with_counter_statement(filter, |statement| statement.get_result(&mut *conn))?
-        } else {
-            filtered(filter).count().get_result(&mut *conn)?
-        };
-        u64::try_from(count).map_err(|_| StorageError::CorruptRow("negative count".into()))
-    }
-
-    /// How many items `filter` selects, counted from the rows whatever the filter: the
-    /// reference the counters are checked against.
-    pub fn count_rows(&self, filter: &BackupFilter) -> Result<u64, StorageError> {
-        let mut conn = self.connection()?;
-        let count: i64 = filtered(filter).count().get_result(&mut *conn)?;
-        u64::try_from(count).map_err(|_| StorageError::CorruptRow("negative count".into()))
-    }
-
-    /// Every counter that disagrees with the rows (an empty list when all agree).
-    pub fn check_counters(&self) -> Result<Vec<CounterDrift>, StorageError> {
-        let mut conn = self.connection()?;
-        let _unbounded = conn.without_sqlite_timeout();
-        Ok(in_snapshot(&mut conn, drift)?)
-    }
-
-    /// Recomputes every counter from the rows, with writers held off meanwhile; returns the
-    /// drift that was repaired.
-    pub fn rebuild_counters(&self) -> Result<Vec<CounterDrift>, StorageError> {
-        let mut pooled = self.connection()?;
-        let _unbounded = pooled.without_sqlite_timeout();
-        let conn: &mut DbConnection = &mut pooled;
-        Ok(conn.transaction(|conn| {
-            if let DbConnection::Postgresql(pg) = conn {
-                // Writers wait; readers go on. SQLite's write transaction already excludes
-                // writers. Counting every row takes longer than the statement timeout meant for
-                // the service's reads.
-                pg.batch_execute(
-                    "SET LOCAL statement_timeout = 0; LOCK TABLE backup_items IN SHARE MODE",
-                )?;
-            }
-            let repaired = drift(conn)?;
-            diesel::delete(item_counts_hourly::table).execute(conn)?;
-            diesel::delete(item_counts_daily::table).execute(conn)?;
-            diesel::delete(item_counts::table).execute(conn)?;
-            conn.batch_execute(&format!(
-                "INSERT INTO item_counts_hourly (project_id, status, hour, n) \
-                 SELECT project_id, status, {HOUR_SQL}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
-                 INSERT INTO item_counts_daily (project_id, status, day, n) \
-                 SELECT project_id, status, {DAY_SQL}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
-                 INSERT INTO item_counts (project_id, status, n) \
-                 SELECT project_id, status, count(*) FROM backup_items GROUP BY 1, 2;"
-            ))?;
-            Ok::<_, diesel::result::Error>(repaired)
-        })?)
-    }
-}
-
 /// The UTC day of `created_at_us` in SQL, rounding down for times before the epoch too.
-const DAY_SQL: &str = "CAST((created_at_us - (((created_at_us % 86400000000) + 86400000000) % 86400000000)) / 86400000000 AS INTEGER)";
+pub(crate) const DAY_SQL: &str = "CAST((created_at_us - (((created_at_us % 86400000000) + 86400000000) % 86400000000)) / 86400000000 AS INTEGER)";
 
 /// The UTC hour of `created_at_us` in SQL, rounding down for times before the epoch too.
-const HOUR_SQL: &str = "CAST((created_at_us - (((created_at_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000 AS INTEGER)";
+pub(crate) const HOUR_SQL: &str = "CAST((created_at_us - (((created_at_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000 AS INTEGER)";
 
 /// The UTC day of an `hour` in SQL, rounding down before the epoch too.
 const DAY_OF_HOUR_SQL: &str = "CAST((hour - (((hour % 24) + 24) % 24)) / 24 AS INTEGER)";
@@ -412,7 +350,7 @@ struct DriftRow {
 ///
 /// Each side may lack a key the other has (a counter left at zero, or rows with no counter):
 /// the sums over the union of both sides compare them all.
-fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
+pub(crate) fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
     let rows: Vec<DriftRow> = diesel::sql_query(format!(
         "WITH actual AS ( \
              SELECT project_id, status, {HOUR_SQL} AS hour, count(*) AS n \

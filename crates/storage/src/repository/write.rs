@@ -89,17 +89,6 @@ impl<E> From<diesel::result::Error> for Abort<E> {
 }
 
 impl Repository {
-    /// The item `id` of `project` with its version, whatever its status.
-    pub fn find_current(
-        &self,
-        project: &ProjectId,
-        id: &ItemId,
-    ) -> Result<Option<CurrentItem>, StorageError> {
-        let mut conn = self.connection()?;
-        let mut items = load(&mut conn, project, &Selection::Items(vec![id.clone()]))?;
-        Ok(items.pop().flatten())
-    }
-
     /// Reads the `selection` of `project`'s items, passes them to `decide`, and stores what it
     /// decides, in one transaction. With an idempotency key, a request seen before is answered
     /// from the stored answer without deciding again.
@@ -263,7 +252,7 @@ fn store<E>(
     }
 }
 
-fn load(
+pub(crate) fn load(
     conn: &mut DbConnection,
     project: &ProjectId,
     selection: &Selection,

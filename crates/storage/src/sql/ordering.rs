@@ -10,9 +10,9 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Text};
 
 use crate::connection::MultiBackend;
-use crate::filters::ItemsQuery;
-use crate::prepared::static_sql;
 use crate::schema::backup_items;
+use crate::sql::filters::ItemsQuery;
+use crate::sql::prepared::static_sql;
 
 /// `protected_at` is nullable; an absent time sorts before every real one, on both backends
 /// (PostgreSQL and SQLite place NULLs differently by default).

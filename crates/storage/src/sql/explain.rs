@@ -3,16 +3,12 @@
 
 use std::marker::PhantomData;
 
-use csbs_domain::{BackupFilter, PageRequest, SortSpec};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Integer, Text};
 
 use crate::connection::{DbConnection, MultiBackend};
-use crate::counters::{counters_apply, with_counter_statement};
-use crate::filters::filtered;
-use crate::repository::list_query;
-use crate::{Repository, StorageError};
+use crate::StorageError;
 
 /// `EXPLAIN …` (PostgreSQL) or `EXPLAIN QUERY PLAN …` (SQLite) around a query.
 struct Explain<Q, ST> {
@@ -41,7 +37,7 @@ impl<Q, ST> RunQueryDsl<DbConnection> for Explain<Q, ST> {}
 
 /// Whether a plan is only estimated, or also run and measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Estimate,
     /// `EXPLAIN (ANALYZE, BUFFERS)` on PostgreSQL: the query runs. SQLite has no such plan and
     /// gives its estimate.
@@ -49,7 +45,7 @@ enum Mode {
 }
 
 /// The plan lines of `query` on `conn`'s backend.
-fn plan<Q: QueryFragment<MultiBackend>>(
+pub(crate) fn plan<Q: QueryFragment<MultiBackend>>(
     conn: &mut DbConnection,
     query: Q,
     mode: Mode,
@@ -74,42 +70,5 @@ fn plan<Q: QueryFragment<MultiBackend>>(
         .into_iter()
         .map(|(_, _, _, detail)| detail)
         .collect()),
-    }
-}
-
-impl Repository {
-    /// The database's plan for [`Repository::count`] with `filter`: the statement it runs,
-    /// from the counters or from the rows.
-    pub fn explain_count(&self, filter: &BackupFilter) -> Result<Vec<String>, StorageError> {
-        self.count_plan(filter, Mode::Estimate)
-    }
-
-    /// [`Repository::explain_count`] run and measured (`EXPLAIN (ANALYZE, BUFFERS)` on
-    /// PostgreSQL; SQLite gives its estimated plan).
-    pub fn explain_analyze_count(
-        &self,
-        filter: &BackupFilter,
-    ) -> Result<Vec<String>, StorageError> {
-        self.count_plan(filter, Mode::Analyze)
-    }
-
-    fn count_plan(&self, filter: &BackupFilter, mode: Mode) -> Result<Vec<String>, StorageError> {
-        let mut conn = self.connection()?;
-        if counters_apply(&filter.criteria) {
-            with_counter_statement(filter, |statement| plan(&mut conn, statement, mode))
-        } else {
-            plan(&mut conn, filtered(filter).count(), mode)
-        }
-    }
-
-    /// The database's plan for [`Repository::list`] with these arguments.
-    pub fn explain_list(
-        &self,
-        filter: &BackupFilter,
-        sort: &SortSpec,
-        page: &PageRequest,
-    ) -> Result<Vec<String>, StorageError> {
-        let mut conn = self.connection()?;
-        plan(&mut conn, list_query(filter, sort, page), Mode::Estimate)
     }
 }

@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
 
 use crate::connection::MultiBackend;
-use crate::prepared::{any_of, Comparison};
 use crate::schema::backup_items;
+use crate::sql::prepared::{any_of, Comparison};
 
 /// A boxed query over the items table.
 pub(crate) type ItemsQuery<'a> = backup_items::BoxedQuery<'a, MultiBackend>;
