@@ -23,12 +23,15 @@ pub static OPENSTACK_REQUEST_ID: HeaderName = HeaderName::from_static("x-opensta
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The longest `X-Request-Id` of a caller that is echoed.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
 /// A caller's id is reused if it is short and plain; anything else could smuggle text into
 /// headers and logs, so it is replaced.
 fn usable_request_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
     let plain = !text.is_empty()
-        && text.len() <= 128
+        && text.len() <= MAX_REQUEST_ID_LEN
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));

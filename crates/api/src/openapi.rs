@@ -21,10 +21,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
-use csbs_domain::PROVIDER_ID;
+use csbs_domain::{BackupStatus, ProjectId, TextValue, PROVIDER_ID};
 
-use csbs_domain::BackupStatus;
-
+use crate::envelope::MAX_REQUEST_ID_LEN;
 use crate::errors::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
 use crate::wire::{
     BulkAnswer, BulkResult, CountAnswer, DeleteAnswer, IngestItemAnswer, ListAnswer, Liveness,
@@ -103,8 +102,6 @@ pub fn complete(document: &mut utoipa::openapi::OpenApi) {
 // ---------------------------------------------------------------------------------------------
 // Value schemas shared by parameters and bodies.
 
-/// A tenant id: what `ProjectId::parse` accepts.
-const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// A UUID as the service writes it: lowercase and hyphenated.
 const CANONICAL_UUID_PATTERN: &str =
     "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
@@ -117,8 +114,15 @@ const REQUEST_TIME_PATTERN: &str = "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9]
 /// The time format of answers: UTC, microseconds, no zone.
 const STORED_TIME_PATTERN: &str =
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}$";
+/// A tenant id: what `ProjectId::parse` accepts.
+fn project_id_pattern() -> String {
+    format!("^[A-Za-z0-9_-]{{1,{}}}$", ProjectId::MAX_LEN)
+}
+
 /// A request id the service echoes: short and plain, else it makes its own (`req-<uuid>`).
-const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+fn request_id_pattern() -> String {
+    format!("^[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID_LEN}}}$")
+}
 
 pub(crate) fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
@@ -142,9 +146,12 @@ pub(crate) fn canonical_uuid() -> ObjectBuilder {
 pub(crate) fn text_value() -> ObjectBuilder {
     string()
         .min_length(Some(1))
-        .max_length(Some(255))
+        .max_length(Some(TextValue::MAX_CHARS))
         .pattern(Some(NO_CONTROL_PATTERN))
-        .description(Some("1–255 characters, no control characters."))
+        .description(Some(format!(
+            "1–{} characters, no control characters.",
+            TextValue::MAX_CHARS
+        )))
 }
 
 fn nullable_text_value() -> ObjectBuilder {
@@ -230,7 +237,7 @@ impl IntoParams for ProjectPath {
             "The tenant: 1–64 characters of `[A-Za-z0-9_-]`. It must be the token's \
              `project_id` unless the caller holds the administrator role (else 403).",
             string()
-                .pattern(Some(PROJECT_ID_PATTERN))
+                .pattern(Some(project_id_pattern()))
                 .examples(["0123456789abcdef0123456789abcdef"]),
         )
         .build()]
@@ -468,7 +475,7 @@ impl Envelope {
             response.headers.insert(
                 name.to_owned(),
                 RefOr::T(required_header(
-                    string().pattern(Some(REQUEST_ID_PATTERN)),
+                    string().pattern(Some(request_id_pattern())),
                     "The request's id: the caller's `X-Request-Id` if it is a plain one of \
                      at most 128 characters, else generated (`req-<uuid>`).",
                 )),

@@ -14,7 +14,8 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    const ALL: [SortKey; 6] = [
+    /// Every sortable key.
+    pub const ALL: [SortKey; 6] = [
         Self::CreatedAt,
         Self::UpdatedAt,
         Self::Name,

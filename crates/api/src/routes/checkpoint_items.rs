@@ -8,7 +8,9 @@ use csbs_domain::{
     BackupFilter, BackupStatus, CountQuery, Criteria, ItemId, ListQuery, ParamError, ProjectId,
     TenantScope,
 };
-use csbs_domain::{FilterParam, FilterValue, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use csbs_domain::{
+    FilterParam, FilterValue, SortKey, SortSpec, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+};
 use csbs_storage::ItemPage;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
@@ -218,10 +220,11 @@ async fn show(
 // The query parameters, as documented. Written out rather than derived: a derived parameter
 // whose schema comes from a function loses its description and its `required`.
 
-/// `sort`: `key[:asc|desc][,…]` over the sortable keys.
-const SORT_PATTERN: &str =
-    "^ *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?\
-    (, *(created_at|updated_at|name|status|protected_at|id) *(: *(asc|desc) *)?)*$";
+/// `sort`: `key[:asc|desc][,…]` over the sortable keys, as `SortSpec::parse` takes it.
+fn sort_pattern() -> String {
+    let keys = SortKey::ALL.map(SortKey::as_str).join("|");
+    format!("^ *({keys}) *(: *(asc|desc) *)?(, *({keys}) *(: *(asc|desc) *)?)*$")
+}
 
 /// A boolean as clients send it: `true/false/yes/no/y/n/1/0` in any case.
 const BOOLEAN_PATTERN: &str =
@@ -294,12 +297,14 @@ impl IntoParams for PageQuery {
             ),
             once(
                 "sort",
-                "`key[:asc|desc][,…]` over `created_at, updated_at, name, status, \
-                 protected_at, id`, each key at most once; the direction defaults to `desc`, \
-                 the order to `created_at:desc`.",
+                &format!(
+                    "`key[:asc|desc][,…]` over `{}`, each key at most once; the direction \
+                     defaults to `desc`, the order to `created_at:desc`.",
+                    SortKey::ALL.map(SortKey::as_str).join(", ")
+                ),
                 string()
-                    .pattern(Some(SORT_PATTERN))
-                    .max_length(Some(255))
+                    .pattern(Some(sort_pattern()))
+                    .max_length(Some(SortSpec::MAX_LEN))
                     .examples(["name:asc,created_at"]),
             ),
         ]

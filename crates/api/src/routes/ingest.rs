@@ -16,13 +16,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_domain::{
     plan_status, plan_write, CurrentItem, ItemId, ItemWrite, ParamError, Plan, StatusUpdate,
 };
-use csbs_storage::{Selection, StoredAnswer};
+use csbs_storage::{Selection, StoredAnswer, IDEMPOTENCY_WINDOW_MICROS};
 use serde_json::Value;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
 use super::register;
-use super::writes::{admit_ingest, parse_json, refusal, run_write};
+use super::writes::{admit_ingest, parse_json, refusal, run_write, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
 use crate::openapi::{self as doc, parameter, string};
@@ -280,12 +280,15 @@ impl IntoParams for IdempotencyHeader {
         vec![parameter(
             "Idempotency-Key",
             ParameterIn::Header,
-            "1–255 visible ASCII characters. The answer is kept with the write for 24 hours: \
-             the same key with the same request gets the first answer again, with another \
-             request 409.",
+            &format!(
+                "1–{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters. The answer is kept with \
+                 the write for {} hours: the same key with the same request gets the first \
+                 answer again, with another request 409.",
+                IDEMPOTENCY_WINDOW_MICROS / 3_600_000_000
+            ),
             string()
                 .min_length(Some(1))
-                .max_length(Some(255))
+                .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
                 .pattern(Some("^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$")),
         )
         .build()]

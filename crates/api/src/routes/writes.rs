@@ -17,6 +17,9 @@ use crate::state::AppState;
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
+/// The longest `Idempotency-Key` taken.
+pub(super) const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// A write about to run: its tenant, its idempotency key, and the instant it happens. The
 /// clock is read once, here: the `updated_at` the write stamps and the idempotency window it
 /// is judged in are the same "now".
@@ -65,11 +68,11 @@ fn idempotency_key(req: &HttpRequest, body: &[u8]) -> Result<Option<IdempotencyK
     let key = value
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
         .ok_or_else(|| {
             ParamError::new(
                 "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
             )
         })?;
     let mut digest = Sha256::new();
