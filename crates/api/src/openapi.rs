@@ -1,7 +1,7 @@
 //! The shared pieces of the OpenAPI 3.1 document served at `GET /openapi.json`: the
-//! description, the schemas of stored documents and request bodies, the value schemas and
-//! parameter builders the route modules use, the shared error answers, and the modifiers that
-//! complete the document once every route module's operations are in (`routes::document`).
+//! description, the value schemas and parameter builders the route modules and `wire` use,
+//! the shared error answers, and the modifiers that complete the document once every route
+//! module's operations are in (`routes::document`).
 //!
 //! Each operation comes from the `#[utoipa::path]` annotation beside its handler in `routes/`,
 //! and each answer's schema from the `wire` type the handler serializes, so neither has a copy
@@ -15,7 +15,7 @@ use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{
-    AdditionalProperties, AllOfBuilder, ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type,
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Schema};
@@ -26,8 +26,10 @@ use csbs_domain::{BackupStatus, ProjectId, TextValue, PROVIDER_ID};
 use crate::envelope::MAX_REQUEST_ID_LEN;
 use crate::errors::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
 use crate::wire::{
-    BulkAnswer, BulkResult, CountAnswer, DeleteAnswer, IngestItemAnswer, ListAnswer, Liveness,
-    PageLink, Readiness, ShowAnswer,
+    BackupData, BulkAnswer, BulkItemWrite, BulkRequest, BulkResult, CheckpointItem, CopyStatus,
+    CountAnswer, DeleteAnswer, ExtendInfo, FailCode, ImageType, IngestItemAnswer, ItemWriteBody,
+    ListAnswer, Liveness, OsImage, PageLink, Readiness, ShowAnswer, StatusChange, Tag,
+    VolumeBackup,
 };
 
 /// The document: every route of `routes::configure`, and the schemas they answer with.
@@ -60,7 +62,7 @@ use crate::wire::{
         PageLink,
         ShowAnswer,
         DeleteAnswer,
-        ItemWrite,
+        ItemWriteBody,
         BulkItemWrite,
         BulkRequest,
         BulkAnswer,
@@ -128,7 +130,7 @@ pub(crate) fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
-fn nullable(schema_type: Type) -> SchemaType {
+pub(crate) fn nullable(schema_type: Type) -> SchemaType {
     SchemaType::from_iter([schema_type, Type::Null])
 }
 
@@ -154,7 +156,7 @@ pub(crate) fn text_value() -> ObjectBuilder {
         )))
 }
 
-fn nullable_text_value() -> ObjectBuilder {
+pub(crate) fn nullable_text_value() -> ObjectBuilder {
     text_value().schema_type(nullable(Type::String))
 }
 
@@ -167,7 +169,7 @@ pub(crate) fn request_time() -> ObjectBuilder {
         ))
 }
 
-fn stored_time() -> ObjectBuilder {
+pub(crate) fn stored_time() -> ObjectBuilder {
     string()
         .pattern(Some(STORED_TIME_PATTERN))
         .description(Some(
@@ -755,309 +757,6 @@ impl Modify for ObjectKeys {
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Bodies.
-
-/// A backup ("checkpoint item", spec §2), exactly as it was stored: keys the document does not
-/// name are kept, numbers keep their digits. `project_id` and `policy_id` are known for each
-/// item and filterable, but are not part of the object.
-#[derive(ToSchema)]
-pub struct CheckpointItem {
-    /// The backup's id (lowercase, hyphenated).
-    #[schema(schema_with = canonical_uuid)]
-    pub id: String,
-    /// Its name.
-    #[schema(max_length = 255)]
-    pub name: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// Where it is in its lifecycle.
-    pub status: BackupStatus,
-    /// The backup record it belongs to (lowercase, hyphenated).
-    #[schema(schema_with = canonical_uuid)]
-    pub checkpoint_id: String,
-    /// The protected server.
-    #[schema(schema_with = text_value)]
-    pub resource_id: String,
-    /// The kind of resource, e.g. `OS::Nova::Server`.
-    #[schema(schema_with = text_value)]
-    pub resource_type: String,
-    /// When the backup was made.
-    #[schema(schema_with = stored_time)]
-    pub created_at: String,
-    /// When the service last stored a change of it.
-    #[schema(schema_with = stored_time)]
-    pub updated_at: String,
-    /// When its data was protected.
-    #[schema(schema_with = nullable_stored_time)]
-    pub protected_at: Option<String>,
-    /// Tags.
-    pub tags: Option<Vec<Tag>>,
-    /// What was backed up.
-    pub backup_data: Option<BackupData>,
-    /// Progress and details reported by the backup engine.
-    pub extend_info: Option<ExtendInfo>,
-}
-
-fn nullable_stored_time() -> ObjectBuilder {
-    stored_time().schema_type(nullable(Type::String))
-}
-
-/// A tag of a backup.
-#[derive(ToSchema)]
-pub struct Tag {
-    /// The key.
-    pub key: String,
-    /// The value.
-    pub value: String,
-}
-
-/// What was backed up (spec §2). Optional members may be `null` or absent.
-#[derive(ToSchema)]
-pub struct BackupData {
-    /// The server's public address (an address, or `""` when it has none).
-    pub eip: Option<String>,
-    /// The server's private address.
-    pub private_ip: Option<String>,
-    /// Memory, MB.
-    pub ram: Option<f64>,
-    /// Virtual CPUs.
-    pub vcpus: Option<f64>,
-    /// Disk, GB.
-    pub disk: Option<f64>,
-    /// The image type of the server.
-    pub imagetype: Option<String>,
-    /// The cloud service type.
-    pub cloudservicetype: Option<String>,
-    /// The region.
-    #[schema(rename = "__openstack_region_name")]
-    pub openstack_region_name: Option<String>,
-}
-
-/// Progress and details reported by the backup engine (spec §2). Optional members may be
-/// `null` or absent; a status change merges its members into the stored ones.
-#[derive(ToSchema)]
-pub struct ExtendInfo {
-    /// Whether a policy (not a person) started the backup.
-    pub auto_trigger: Option<bool>,
-    /// MB/s.
-    pub average_speed: Option<f64>,
-    /// The backup this one was copied from.
-    pub copy_from: Option<serde_json::Value>,
-    /// Replication state.
-    pub copy_status: Option<CopyStatus>,
-    /// Why it failed: `{"Code", "Description"}`, or `{}`.
-    pub fail_code: Option<FailCode>,
-    /// The operation that failed.
-    pub fail_op: Option<String>,
-    /// Why it failed, for people.
-    pub fail_reason: Option<String>,
-    /// `backup` or `replication`.
-    pub image_type: Option<ImageType>,
-    /// Whether the backup is incremental.
-    pub incremental: Option<bool>,
-    /// Percent done.
-    #[schema(minimum = 0, maximum = 100)]
-    pub progress: Option<f64>,
-    /// The availability zone of the protected server.
-    #[schema(max_length = 255)]
-    pub resource_az: Option<String>,
-    /// The name of the protected server.
-    #[schema(max_length = 255)]
-    pub resource_name: Option<String>,
-    /// The kind of the protected resource.
-    pub resource_type: Option<String>,
-    /// MB.
-    pub size: Option<f64>,
-    /// Deduplication ratio.
-    pub space_saving_ratio: Option<f64>,
-    /// When the backup finished.
-    pub finished_at: Option<String>,
-    /// How it can be restored.
-    pub supported_restore_mode: Option<String>,
-    /// Images made from the backup.
-    pub os_images_data: Option<Vec<OsImage>>,
-    /// Whether lazy loading is supported.
-    pub support_lld: Option<bool>,
-    /// The engine's task.
-    pub taskid: Option<String>,
-    /// The hypervisor of the protected server.
-    pub hypervisor_type: Option<String>,
-    /// One entry per backed-up volume.
-    pub volume_backups: Option<Vec<VolumeBackup>>,
-}
-
-/// Why a backup failed; `{}` when it did not.
-#[derive(ToSchema)]
-pub struct FailCode {
-    /// The engine's error code.
-    #[schema(rename = "Code")]
-    pub code: Option<String>,
-    /// Its text.
-    #[schema(rename = "Description")]
-    pub description: Option<String>,
-}
-
-/// An image made from a backup.
-#[derive(ToSchema)]
-pub struct OsImage {
-    /// The image.
-    pub image_id: Option<String>,
-}
-
-/// The backup of one volume.
-#[derive(ToSchema)]
-pub struct VolumeBackup {
-    /// The volume backup's id.
-    pub id: Option<String>,
-    /// Its name.
-    pub name: Option<String>,
-    /// Its status.
-    pub status: Option<String>,
-    /// Whether the volume boots the server.
-    pub bootable: Option<bool>,
-    /// Whether the backup is incremental.
-    pub incremental: Option<bool>,
-    /// `backup` or `replication`.
-    pub image_type: Option<String>,
-    /// MB.
-    pub size: Option<f64>,
-    /// MB/s.
-    pub average_speed: Option<f64>,
-    /// Deduplication ratio.
-    pub space_saving_ratio: Option<f64>,
-    /// The volume.
-    pub source_volume_id: Option<String>,
-    /// GB.
-    pub source_volume_size: Option<f64>,
-    /// The volume's name.
-    pub source_volume_name: Option<String>,
-    /// The snapshot the backup was made from.
-    pub snapshot_id: Option<String>,
-}
-
-/// Replication state of a backup.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum CopyStatus {
-    /// Not replicated.
-    Na,
-    /// Queued.
-    WaitingCopy,
-    /// Being copied.
-    Copying,
-    /// Copied.
-    Success,
-    /// Failed.
-    Fail,
-}
-
-/// The kind of a backup image.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum ImageType {
-    /// A backup.
-    Backup,
-    /// A replica.
-    Replication,
-}
-
-/// A create or replace: the item object (spec §2), the version the write creates, and
-/// optionally the policy. Ids and times are rewritten to their canonical form; `updated_at`
-/// is the service's. Keys the document does not name are stored and answered as they came.
-#[derive(ToSchema)]
-pub struct ItemWrite {
-    /// 1 for a new item, the stored version + 1 for a change; the stored version again is a
-    /// retry (answered as the first time if nothing else differs), anything else 409.
-    #[schema(minimum = 1)]
-    pub version: i64,
-    /// The item's id: optional on `PUT` (it must then be the path's), required in a bulk.
-    #[schema(schema_with = any_uuid, required = false)]
-    pub id: String,
-    /// Optional; must be the path's tenant.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", required = false)]
-    pub project_id: String,
-    /// The backup policy that produced the item: filterable, not part of the answered object.
-    #[schema(schema_with = nullable_text_value)]
-    pub policy_id: Option<String>,
-    /// The name.
-    #[schema(max_length = 255)]
-    pub name: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// The status; a change must follow the lifecycle.
-    pub status: BackupStatus,
-    /// The backup record.
-    #[schema(schema_with = any_uuid)]
-    pub checkpoint_id: String,
-    /// The protected server.
-    #[schema(schema_with = text_value)]
-    pub resource_id: String,
-    /// The kind of resource.
-    #[schema(schema_with = text_value)]
-    pub resource_type: String,
-    /// When the backup was made.
-    #[schema(schema_with = request_time)]
-    pub created_at: String,
-    /// Ignored: the service sets it on every write.
-    #[schema(required = false)]
-    pub updated_at: serde_json::Value,
-    /// When its data was protected.
-    #[schema(schema_with = nullable_request_time)]
-    pub protected_at: Option<String>,
-    /// Tags.
-    pub tags: Option<Vec<Tag>>,
-    /// What was backed up.
-    pub backup_data: Option<BackupData>,
-    /// Progress and details.
-    pub extend_info: Option<ExtendInfo>,
-}
-
-fn nullable_request_time() -> ObjectBuilder {
-    request_time().schema_type(nullable(Type::String))
-}
-
-/// One item of a bulk report: an `ItemWrite` whose `id` is required.
-pub struct BulkItemWrite;
-
-impl PartialSchema for BulkItemWrite {
-    fn schema() -> RefOr<Schema> {
-        AllOfBuilder::new()
-            .item(Ref::from_schema_name("ItemWrite"))
-            .item(ObjectBuilder::new().required("id"))
-            .description(Some("An `ItemWrite` with its `id`."))
-            .into()
-    }
-}
-
-impl ToSchema for BulkItemWrite {}
-
-/// `POST /ingest/v1/{project_id}/checkpoint_items`: many items, stored all or nothing.
-#[derive(ToSchema)]
-pub struct BulkRequest {
-    /// 1 to `ingest.max_bulk_items` (default 1000) items with distinct ids.
-    // `maxItems` is written in by `routes::document`: the running service's setting.
-    #[schema(min_items = 1)]
-    pub checkpoint_items: Vec<BulkItemWrite>,
-}
-
-/// A status change reported by an engine. Keeping the status (to report progress) is always
-/// allowed; any other change must follow the lifecycle.
-#[derive(ToSchema)]
-pub struct StatusChange {
-    /// The new status.
-    pub status: BackupStatus,
-    /// The version this change creates: the stored version + 1 (the stored version again is a
-    /// retry).
-    #[schema(minimum = 1)]
-    pub version: i64,
-    /// Members merged into the stored `extend_info` (progress, `fail_code`, sizes, …).
-    pub extend_info: Option<ExtendInfo>,
-    /// A new `protected_at`; `null` clears it.
-    #[schema(schema_with = nullable_request_time)]
-    pub protected_at: Option<String>,
 }
 
 /// An OpenAPI 3.1 document.

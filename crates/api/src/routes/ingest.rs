@@ -79,7 +79,7 @@ fn item_answer(item: &CurrentItem, created: bool) -> Result<StoredAnswer, ApiErr
     tag = "ingest",
     operation_id = "ingest_put_item",
     params(doc::ProjectPath, doc::ItemPath, IdempotencyHeader),
-    request_body = doc::ItemWrite,
+    request_body = wire::ItemWriteBody,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Created.", body = wire::IngestItemAnswer),
@@ -158,7 +158,7 @@ async fn get_item(
     tag = "ingest",
     operation_id = "ingest_change_status",
     params(doc::ProjectPath, doc::ItemPath, IdempotencyHeader),
-    request_body = doc::StatusChange,
+    request_body = wire::StatusChange,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The backup as stored now, and its version.", body = wire::IngestItemAnswer),
@@ -200,7 +200,7 @@ async fn change_status(
     tag = "ingest",
     operation_id = "ingest_bulk",
     params(doc::ProjectPath, IdempotencyHeader),
-    request_body = doc::BulkRequest,
+    request_body = wire::BulkRequest,
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Every item was stored (or was already).", body = wire::BulkAnswer),

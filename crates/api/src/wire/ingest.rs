@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::openapi::{canonical_uuid, CheckpointItem};
+use super::CheckpointItem;
+use crate::openapi::canonical_uuid;
 
 /// An ingest answer: the item as stored, and its version.
 #[derive(Debug, Serialize, ToSchema)]

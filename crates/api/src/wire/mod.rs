@@ -1,14 +1,23 @@
-//! The answers of the API as types: what a handler builds is what the OpenAPI document
-//! describes, since each type both serializes the answer and derives its schema. Stored
+//! The answers and bodies of the API as types: what a handler builds is what the OpenAPI
+//! document describes, since each answer type both serializes the answer and derives its
+//! schema; the backup object (`item`) and the request bodies (`bodies`) are described here
+//! beside them. Stored
 //! documents travel as [`RawValue`], byte for byte as they were stored: their numbers keep
 //! their digits and their keys their order.
 
+mod bodies;
 mod health;
 mod ingest;
+mod item;
 mod read;
 
+pub use bodies::{BulkItemWrite, BulkRequest, ItemWriteBody, StatusChange};
 pub use health::{Alive, Liveness, Readiness, Ready};
 pub use ingest::{BulkAnswer, BulkOutcome, BulkResult, IngestItemAnswer};
+pub use item::{
+    BackupData, CheckpointItem, CopyStatus, ExtendInfo, FailCode, ImageType, OsImage, Tag,
+    VolumeBackup,
+};
 pub use read::{CountAnswer, DeleteAnswer, LinkRel, ListAnswer, PageLink, ShowAnswer};
 
 use actix_web::http::header::ContentType;

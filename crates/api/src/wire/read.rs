@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::openapi::CheckpointItem;
+use super::CheckpointItem;
 
 /// `GET …/checkpoint_items/count`.
 #[derive(Debug, Serialize, ToSchema)]
