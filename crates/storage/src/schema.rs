@@ -1,6 +1,29 @@
 //! The diesel description of the tables, kept to the types both backends share (text and
 //! 64-bit integers), so that one query serves PostgreSQL and SQLite alike.
 
+/// The columns of a backup item, in the tables' order: the staging SQL of bulk upserts is
+/// written from this list (a test holds it to the tables below).
+pub(crate) const ITEM_COLUMNS: [&str; 18] = [
+    "project_id",
+    "id",
+    "name",
+    "status",
+    "checkpoint_id",
+    "resource_id",
+    "resource_type",
+    "resource_name",
+    "resource_az",
+    "image_type",
+    "policy_id",
+    "private_ip",
+    "eip",
+    "created_at_us",
+    "updated_at_us",
+    "protected_at_us",
+    "version",
+    "document",
+];
+
 /// Declares a table with the columns of a backup item (two tables have them).
 macro_rules! backup_item_table {
     ($(#[$doc:meta])* $table:ident) => {
@@ -79,5 +102,33 @@ diesel::table! {
         status -> Text,
         hour -> Integer,
         n -> BigInt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_item_columns_are_the_tables_columns() {
+        let expected = |table: &str| {
+            let columns: Vec<String> = ITEM_COLUMNS
+                .iter()
+                .map(|column| format!("`{table}`.`{column}`"))
+                .collect();
+            format!("SELECT {} FROM `{table}` -- binds: []", columns.join(", "))
+        };
+        let items = backup_items::table.select(backup_items::all_columns);
+        assert_eq!(
+            diesel::debug_query::<diesel::sqlite::Sqlite, _>(&items).to_string(),
+            expected("backup_items")
+        );
+        let staging = import_staging::table.select(import_staging::all_columns);
+        assert_eq!(
+            diesel::debug_query::<diesel::sqlite::Sqlite, _>(&staging).to_string(),
+            expected("import_staging")
+        );
     }
 }

@@ -8,13 +8,15 @@
 //! with binary `COPY` (PostgreSQL); the one upsert per batch is prepared once per batch. One
 //! statement per batch also means the PostgreSQL counter triggers run once per batch.
 
+use std::sync::OnceLock;
+
 use csbs_domain::BackupRecord;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use crate::connection::DbConnection;
 use crate::rows::StagedItemRow;
-use crate::schema::import_staging;
+use crate::schema::{import_staging, ITEM_COLUMNS};
 use crate::{Backend, Repository, StorageError};
 
 impl Backend {
@@ -37,40 +39,50 @@ impl Backend {
     }
 }
 
-/// The staging table: a temporary table, so every connection has its own and nothing else
-/// ever sees it. On PostgreSQL its rows vanish at commit (and with a rollback); on SQLite the
-/// batch empties it itself.
-const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS import_staging (
-    project_id text NOT NULL, id text NOT NULL, name text NOT NULL, status text NOT NULL,
-    checkpoint_id text NOT NULL, resource_id text NOT NULL, resource_type text NOT NULL,
-    resource_name text, resource_az text, image_type text, policy_id text, private_ip text,
-    eip text, created_at_us bigint NOT NULL, updated_at_us bigint NOT NULL,
-    protected_at_us bigint, version bigint NOT NULL, document text NOT NULL)";
+/// The staging table: a temporary table with the columns of `backup_items` (taken from the
+/// table itself), so every connection has its own and nothing else ever sees it. On PostgreSQL
+/// its rows vanish at commit (and with a rollback); on SQLite the batch empties it itself.
+fn create_staging(backend: Backend) -> String {
+    let columns = ITEM_COLUMNS.join(", ");
+    match backend {
+        Backend::Postgres => format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_staging ON COMMIT DELETE ROWS AS \
+             SELECT {columns} FROM backup_items WITH NO DATA"
+        ),
+        Backend::Sqlite => format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_staging AS \
+             SELECT {columns} FROM backup_items WHERE false"
+        ),
+    }
+}
 
 /// Applies the staged rows: new ones are inserted, changed ones replaced (their version goes
 /// up), identical ones left alone, so that importing the same data twice writes nothing. Rows
 /// are taken in key order, so that overlapping batches of concurrent imports lock rows in the
 /// same order and cannot deadlock. (`WHERE true` lets SQLite tell the upsert's `ON` from a
 /// join's.) One text serves both backends.
-const APPLY_STAGED: &str = "INSERT INTO backup_items (
-        project_id, id, name, status, checkpoint_id, resource_id, resource_type,
-        resource_name, resource_az, image_type, policy_id, private_ip, eip,
-        created_at_us, updated_at_us, protected_at_us, version, document)
-    SELECT project_id, id, name, status, checkpoint_id, resource_id, resource_type,
-        resource_name, resource_az, image_type, policy_id, private_ip, eip,
-        created_at_us, updated_at_us, protected_at_us, version, document
-    FROM import_staging WHERE true ORDER BY project_id, id
-    ON CONFLICT (project_id, id) DO UPDATE SET
-        name = excluded.name, status = excluded.status,
-        checkpoint_id = excluded.checkpoint_id, resource_id = excluded.resource_id,
-        resource_type = excluded.resource_type, resource_name = excluded.resource_name,
-        resource_az = excluded.resource_az, image_type = excluded.image_type,
-        policy_id = excluded.policy_id, private_ip = excluded.private_ip, eip = excluded.eip,
-        created_at_us = excluded.created_at_us, updated_at_us = excluded.updated_at_us,
-        protected_at_us = excluded.protected_at_us, version = backup_items.version + 1,
-        document = excluded.document
-    WHERE backup_items.document <> excluded.document
-        OR backup_items.policy_id IS DISTINCT FROM excluded.policy_id";
+fn apply_staged() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = ITEM_COLUMNS.join(", ");
+        let changes: Vec<String> = ITEM_COLUMNS
+            .iter()
+            .filter(|column| !matches!(**column, "project_id" | "id"))
+            .map(|column| match *column {
+                "version" => "version = backup_items.version + 1".to_owned(),
+                column => format!("{column} = excluded.{column}"),
+            })
+            .collect();
+        format!(
+            "INSERT INTO backup_items ({columns}) \
+             SELECT {columns} FROM import_staging WHERE true ORDER BY project_id, id \
+             ON CONFLICT (project_id, id) DO UPDATE SET {} \
+             WHERE backup_items.document <> excluded.document \
+                 OR backup_items.policy_id IS DISTINCT FROM excluded.policy_id",
+            changes.join(", ")
+        )
+    })
+}
 
 /// SQLite's page cache while a bulk upsert runs (KiB, as `cache_size` takes a negative
 /// number): large enough that the indexes' pages being filled stay in memory instead of
@@ -101,17 +113,19 @@ impl Repository {
                 // The statement timeout guards the service's reads; a batch of an import is
                 // as long as it is, and cancelling it would only make the import fail.
                 pg.batch_execute(&format!(
-                    "SET LOCAL statement_timeout = 0; {CREATE_STAGING} ON COMMIT DELETE ROWS"
+                    "SET LOCAL statement_timeout = 0; {}",
+                    create_staging(Backend::Postgres)
                 ))?;
                 diesel::copy_from(import_staging::table)
                     .from_insertable(rows)
                     .execute(pg)?;
-                Ok(diesel::sql_query(APPLY_STAGED).execute(pg)?)
+                Ok(diesel::sql_query(apply_staged()).execute(pg)?)
             }),
             DbConnection::Sqlite(sqlite) => {
                 sqlite.batch_execute(&format!(
                     "PRAGMA cache_size = -{SQLITE_BULK_CACHE_KIB}; \
-                     PRAGMA wal_autocheckpoint = {SQLITE_BULK_CHECKPOINT_PAGES}; {CREATE_STAGING}"
+                     PRAGMA wal_autocheckpoint = {SQLITE_BULK_CHECKPOINT_PAGES}; {}",
+                    create_staging(Backend::Sqlite)
                 ))?;
                 let written = sqlite.immediate_transaction(|sqlite| {
                     for row in &rows {
@@ -119,7 +133,7 @@ impl Repository {
                             .values(row)
                             .execute(sqlite)?;
                     }
-                    let written = diesel::sql_query(APPLY_STAGED).execute(sqlite)?;
+                    let written = diesel::sql_query(apply_staged()).execute(sqlite)?;
                     sqlite.batch_execute("DELETE FROM import_staging")?;
                     Ok::<_, StorageError>(written)
                 });
