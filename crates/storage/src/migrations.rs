@@ -14,8 +14,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x4353_4253_6d69_6772; // "CSBSmigr"
 
 /// Applies every pending migration and returns how many were applied.
 ///
-/// On PostgreSQL the work holds a session advisory lock, so that several replicas starting at
-/// once do not race; the others wait and then find nothing left to do.
+/// Several processes migrating one database at once do not race: on PostgreSQL the work holds
+/// a session advisory lock, on SQLite a write transaction; the others wait and then find
+/// nothing left to do.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
     let failed =
         |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Migration(e.to_string());
@@ -37,10 +38,17 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, StorageError> {
             unlocked?;
             Ok(applied)
         }),
-        DbConnection::Sqlite(sqlite) => sqlite
-            .run_pending_migrations(SQLITE)
-            .map(|v| v.len())
-            .map_err(failed),
+        // SQLite has no advisory locks: the whole run is one write transaction taken at
+        // once (`BEGIN IMMEDIATE`), so a second process migrating the same file waits for the
+        // first within the busy timeout and then finds nothing left to do, instead of both
+        // finding the same migrations pending. (Each migration's own transaction becomes a
+        // savepoint inside it.)
+        DbConnection::Sqlite(sqlite) => sqlite.immediate_transaction(|sqlite| {
+            sqlite
+                .run_pending_migrations(SQLITE)
+                .map(|v| v.len())
+                .map_err(failed)
+        }),
     }
 }
 

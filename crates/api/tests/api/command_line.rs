@@ -325,3 +325,47 @@ fn the_data_folder_is_found_from_the_configuration_not_the_current_folder() {
     assert_eq!(secrets[0], secrets[1], "one secret, whatever the folder");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Two processes migrating one new SQLite file at once (a `serve` and a `seed` started
+/// together) both succeed: one applies the migrations, the other waits and finds none left.
+#[test]
+fn two_processes_migrate_one_new_sqlite_file_at_once() {
+    for round in 0..6 {
+        let dir = std::env::temp_dir().join(format!("csbs-race-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("csbs.db").display());
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                csbs_api(&url, &dir)
+                    .arg("migrate")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut applied = Vec::new();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let count: usize = stdout
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("round {round}: no count in {stdout:?}"));
+            applied.push(count);
+        }
+        applied.sort_unstable();
+        assert_eq!(
+            applied[0], 0,
+            "round {round}: one of them found nothing to do"
+        );
+        assert!(applied[1] > 0, "round {round}: the other applied them");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
