@@ -1,5 +1,7 @@
 //! Logging: `tracing` with a filter from the configuration (or `RUST_LOG`), as text or JSON.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -27,8 +29,12 @@ where
             filter = filter.add_directive(directive);
         }
     }
+    // Colours only for a person at a terminal: the service logs to stderr, and escape codes in
+    // a log file or a collector are noise. `NO_COLOR` (no-color.org) turns them off anywhere.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(sink);
     let _already_set = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

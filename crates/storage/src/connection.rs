@@ -149,6 +149,12 @@ pub fn establish(
 ) -> Result<DbConnection, StorageError> {
     match url {
         DatabaseUrl::Postgres(secret) => {
+            // libpq uses OpenSSL, which by default tears itself down in an `atexit` handler:
+            // a process that exits while another thread is still inside libpq (the pool
+            // opening a connection in the background) then crashed with SIGSEGV after its
+            // work was done. Initialising OpenSSL first, as openssl-sys does, with
+            // OPENSSL_INIT_NO_ATEXIT, leaves it to the operating system.
+            openssl_sys::init();
             let url = with_libpq_defaults(secret.expose_secret(), settings);
             let mut conn = PgConnection::establish(&url)
                 .map_err(|e| StorageError::Unavailable(scrub(&e.to_string(), secret)))?;

@@ -157,13 +157,15 @@ fn counters_check_reports_drift_and_rebuild_repairs_it(db: TestDatabase) {
             .args(["counters", "check"])
             .output()
             .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
         assert_eq!(
             output.status.success(),
             expect_ok,
-            "{db:?}: {}",
+            "{db:?}: {:?}, stdout:\n{stdout}\nstderr:\n{}",
+            output.status,
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8(output.stdout).unwrap()
+        stdout
     };
     assert!(check(true).contains("every counter agrees with the rows"));
 
@@ -368,4 +370,38 @@ fn two_processes_migrate_one_new_sqlite_file_at_once() {
         assert!(applied[1] > 0, "round {round}: the other applied them");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Logs written to a file or a pipe carry no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let db = TestDatabase::sqlite();
+    let data_dir =
+        std::env::temp_dir().join(format!("csbs-logs-{}", uuid::Uuid::new_v4().simple()));
+    let mut service = csbs_api(db.url(), &data_dir)
+        .env("CSBS__LOG__FILTER", "info")
+        .env("CSBS__LOG__FORMAT", "text")
+        .env("CSBS__SERVER__BIND", "127.0.0.1:0")
+        .env("CSBS__SERVER__WORKERS", "1")
+        .env_remove("NO_COLOR")
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logs = BufReader::new(service.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !seen.contains("csbs-api is serving") && logs.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        line.clear();
+    }
+    service.kill().unwrap();
+    service.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    assert!(
+        seen.contains("INFO"),
+        "the service logged its start: {seen}"
+    );
+    assert!(!seen.contains('\u{1b}'), "no escape codes: {seen:?}");
 }

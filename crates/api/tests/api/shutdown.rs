@@ -62,8 +62,11 @@ fn the_binary_exits_zero_on_sigterm() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Serving, not merely listening: the kernel accepts connections as soon as the port is
+    // bound, before the server has installed its signal handlers, and a SIGTERM in that gap
+    // ends the process by the default action. An answered request means the server runs.
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !healthz_answers(port) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the service did not start"
@@ -86,6 +89,24 @@ fn the_binary_exits_zero_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(0), "{status:?}");
     let _ = std::fs::remove_dir_all(data_dir);
+}
+
+/// Whether `GET /healthz` on `port` answers 200.
+fn healthz_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer.starts_with(b"HTTP/1.1 200")
 }
