@@ -478,8 +478,11 @@ impl Envelope {
                 name.to_owned(),
                 RefOr::T(required_header(
                     string().pattern(Some(request_id_pattern())),
-                    "The request's id: the caller's `X-Request-Id` if it is a plain one of \
-                     at most 128 characters, else generated (`req-<uuid>`).",
+                    &format!(
+                        "The request's id: the caller's `X-Request-Id` if it is a plain one of \
+                         at most {MAX_REQUEST_ID_LEN} characters, else generated \
+                         (`req-<uuid>`)."
+                    ),
                 )),
             );
         }
@@ -491,10 +494,10 @@ impl Envelope {
                 .name("X-Request-Id")
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
-                .description(Some(
-                    "Echoed in the answer when it is 1–128 characters of `[A-Za-z0-9._:-]`; \
-                     anything else is replaced by a generated id.",
-                ))
+                .description(Some(format!(
+                    "Echoed in the answer when it is 1–{MAX_REQUEST_ID_LEN} characters of \
+                     `[A-Za-z0-9._:-]`; anything else is replaced by a generated id."
+                )))
                 .schema(Some(string()))
                 .build()
                 .into(),

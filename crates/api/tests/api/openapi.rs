@@ -565,3 +565,54 @@ async fn only_path_parameters_are_required() {
         }
     }
 }
+
+/// The schemas derived from attributes state limits as literals (the derive takes no
+/// constants); they must be the ones the parsers use, as the parameters built from the code's
+/// constants state them.
+#[actix_web::test]
+async fn literal_limits_in_schemas_are_the_parsers_limits() {
+    let (address, _db) = spawn().await;
+    let document = document(&address).await;
+    let schemas = &document["components"]["schemas"];
+    let parameter = |name: &str| {
+        document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|path| path.as_object().unwrap().values())
+            .flat_map(|operation| {
+                operation["parameters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("a parameter {name}"))["schema"]
+            .clone()
+    };
+    let project_id = parameter("project_id")["pattern"].clone();
+    assert!(project_id.is_string());
+    assert_eq!(
+        schemas["ItemWrite"]["properties"]["project_id"]["pattern"],
+        project_id
+    );
+    let answered_request_id = &document["paths"]["/healthz"]["get"]["responses"]["200"]["headers"]
+        ["X-Request-Id"]["schema"]["pattern"];
+    assert!(answered_request_id.is_string());
+    assert_eq!(
+        schemas["ErrorBody"]["properties"]["request_id"]["pattern"],
+        *answered_request_id
+    );
+    for (schema, field) in [
+        ("CheckpointItem", "name"),
+        ("ExtendInfo", "resource_az"),
+        ("ExtendInfo", "resource_name"),
+        ("ItemWrite", "name"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["maxLength"],
+            csbs_domain::TextValue::MAX_CHARS,
+            "{schema}.{field}"
+        );
+    }
+}
