@@ -71,9 +71,6 @@ macro_rules! error_codes {
         }
 
         impl ErrorCode {
-            /// Every code, in the table's order.
-            pub const ALL: &'static [ErrorCode] = &[$(Self::$variant),+];
-
             /// The wire spelling, e.g. `CSBS.9001`.
             pub const fn as_str(self) -> &'static str {
                 match self {

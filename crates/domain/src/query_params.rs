@@ -21,6 +21,10 @@ pub const MAX_VALUES_PER_FILTER: usize = 100;
 /// The most filter values one query may hold, over all its filter parameters together.
 pub const MAX_FILTER_VALUES: usize = 200;
 
+/// The paging parameters a count accepts and ignores, as one public SDK sends them with every
+/// count.
+pub const COUNT_IGNORED_PARAMS: [&str; 4] = ["limit", "marker", "offset", "sort"];
+
 /// A validated `count` query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CountQuery {
@@ -50,7 +54,7 @@ impl CountQuery {
         let mut parsed = Parsed::default();
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
-            if !matches!(key, "limit" | "marker" | "offset" | "sort") {
+            if !COUNT_IGNORED_PARAMS.contains(&key) {
                 parsed.take(key, value)?;
             }
         }

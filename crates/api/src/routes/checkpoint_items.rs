@@ -9,7 +9,8 @@ use csbs_domain::{
     TenantScope,
 };
 use csbs_domain::{
-    FilterParam, FilterValue, SortKey, SortSpec, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    FilterParam, FilterValue, SortKey, SortSpec, COUNT_IGNORED_PARAMS, DEFAULT_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
 };
 use csbs_storage::ItemPage;
 use utoipa::openapi::path::{Parameter, ParameterIn};
@@ -316,7 +317,7 @@ pub struct IgnoredPageQuery;
 
 impl IntoParams for IgnoredPageQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        ["limit", "marker", "offset", "sort"]
+        COUNT_IGNORED_PARAMS
             .into_iter()
             .map(|name| once(name, "Accepted and ignored.", string()))
             .collect()

@@ -30,7 +30,7 @@ pub struct DocumentedLimits {
 }
 
 /// The whole document, with `limits`.
-pub fn document(limits: DocumentedLimits) -> utoipa::openapi::OpenApi {
+fn document(limits: DocumentedLimits) -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     for part in [
         checkpoint_items::Paths::openapi(),

@@ -10,7 +10,6 @@
 //! `csbs_domain::plan_write` for the rules. An `Idempotency-Key` header makes a retried request
 //! answer as the first time even after its item moved on.
 
-use actix_web::http::header::ContentType;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_domain::{
@@ -22,7 +21,9 @@ use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
 use super::register;
-use super::writes::{admit_ingest, parse_json, refusal, run_write, MAX_IDEMPOTENCY_KEY_LEN};
+use super::writes::{
+    admit_ingest, parse_json, refusal, run_write, stored_response, MAX_IDEMPOTENCY_KEY_LEN,
+};
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
 use crate::openapi::{self as doc, parameter, string};
@@ -142,10 +143,7 @@ async fn get_item(
         .run(move |repository| repository.find_current(&project, &lookup))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Backup {id} does not exist")))?;
-    let answer = item_answer(&item, false)?;
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(answer.body))
+    Ok(stored_response(item_answer(&item, false)?))
 }
 
 /// Change the status of a backup

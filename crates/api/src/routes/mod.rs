@@ -10,7 +10,7 @@ mod health;
 mod ingest;
 mod writes;
 
-pub use document::{document, document_json, DocumentedLimits};
+pub use document::{document_json, DocumentedLimits};
 
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;

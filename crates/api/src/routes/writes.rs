@@ -6,7 +6,7 @@ use actix_web::http::header::{ContentType, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use csbs_domain::{CurrentItem, IngestError, ItemError, Micros, ParamError, ProjectId};
-use csbs_storage::{Decision, IdempotencyKey, Selection, WriteOutcome};
+use csbs_storage::{Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -149,8 +149,13 @@ pub(super) async fn run_write(
             ))
         }
     };
+    Ok(stored_response(answer))
+}
+
+/// The HTTP answer a write stored (and replays for a retried idempotency key).
+pub(super) fn stored_response(answer: StoredAnswer) -> HttpResponse {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    Ok(HttpResponse::build(status)
+    HttpResponse::build(status)
         .content_type(ContentType::json())
-        .body(answer.body))
+        .body(answer.body)
 }
