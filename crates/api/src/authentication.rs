@@ -7,6 +7,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use csbs_auth::{extract_token, AuthError, Caller};
+use csbs_domain::ProjectId;
 
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -38,5 +39,33 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req))
+    }
+}
+
+/// The caller of a request on a tenant's path (`/v1/{project_id}/…`), authorized for that
+/// tenant: the token is checked first (401), then the path's project (400), then the caller's
+/// right to it (403).
+#[derive(Debug, Clone)]
+pub struct TenantCaller {
+    /// Who asks.
+    pub caller: Caller,
+    /// The path's tenant.
+    pub project: ProjectId,
+}
+
+fn authorize_tenant(req: &HttpRequest) -> Result<TenantCaller, ApiError> {
+    let Authenticated(caller) = authenticate(req)?;
+    let path_project = req.match_info().get("project_id").unwrap_or_default();
+    let project = ProjectId::parse("project_id", path_project)?;
+    caller.authorize_project(&project)?;
+    Ok(TenantCaller { caller, project })
+}
+
+impl FromRequest for TenantCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authorize_tenant(req))
     }
 }

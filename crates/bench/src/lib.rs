@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use csbs_auth::{mint_hs256, Claims};
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{format_timestamp, BackupFilter, CountQuery, ProjectId, TenantScope};
-use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository};
+use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository, ITEM_COLUMNS};
 use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -661,11 +662,12 @@ fn sqlite_import_reference(
         source.display().to_string().replace('\'', "''")
     ))?;
     let started = Instant::now();
+    let columns = ITEM_COLUMNS.join(", ");
     let copied = conn.transaction(|conn| {
-        diesel::sql_query(
-            "INSERT INTO main.backup_items SELECT * FROM source.backup_items \
-             ORDER BY project_id, id",
-        )
+        diesel::sql_query(format!(
+            "INSERT INTO main.backup_items ({columns}) SELECT {columns} FROM source.backup_items \
+             ORDER BY project_id, id"
+        ))
         .execute(conn)
     })?;
     let seconds = started.elapsed().as_secs_f64();

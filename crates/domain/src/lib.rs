@@ -31,8 +31,8 @@ pub use lifecycle::Deletion;
 pub use page::{PageRequest, DEFAULT_PAGE_LIMIT, MAX_PAGE_BYTES, MAX_PAGE_LIMIT};
 pub use param_error::ParamError;
 pub use query_params::{
-    parse_bool, CountQuery, ListQuery, COUNT_IGNORED_PARAMS, MAX_FILTER_VALUES,
-    MAX_VALUES_PER_FILTER,
+    parse_bool, CountQuery, DeleteQuery, FromQueryPairs, ListQuery, NoQuery, COUNT_IGNORED_PARAMS,
+    MAX_FILTER_VALUES, MAX_VALUES_PER_FILTER,
 };
 pub use sort::{SortDirection, SortKey, SortSpec};
 pub use status::BackupStatus;

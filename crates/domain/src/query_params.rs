@@ -25,6 +25,51 @@ pub const MAX_FILTER_VALUES: usize = 200;
 /// count.
 pub const COUNT_IGNORED_PARAMS: [&str; 4] = ["limit", "marker", "offset", "sort"];
 
+/// A query string's validated form: what a route takes, built from the pairs the query string
+/// holds (in order, repeated keys included), or refused naming the parameter.
+pub trait FromQueryPairs: Sized {
+    /// Validates the pairs.
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError>;
+}
+
+/// The query of a route that takes no parameters: any is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NoQuery;
+
+impl FromQueryPairs for NoQuery {
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
+        match pairs.first() {
+            Some((key, _)) => Err(ParamError::new(key.as_ref(), "unknown query parameter")),
+            None => Ok(Self),
+        }
+    }
+}
+
+/// The query of a backup record's deletion: `checkpoint_items=ID` narrows it to one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeleteQuery {
+    /// The one backup of the record to delete; all of them when `None`.
+    pub item: Option<ItemId>,
+}
+
+impl FromQueryPairs for DeleteQuery {
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
+        let mut item = None;
+        for (key, value) in pairs {
+            match key.as_ref() {
+                key @ "checkpoint_items" if item.is_none() => {
+                    item = Some(ItemId::parse(key, value.as_ref())?)
+                }
+                key @ "checkpoint_items" => {
+                    return Err(ParamError::new(key, "may be given only once"))
+                }
+                key => return Err(ParamError::new(key, "unknown query parameter")),
+            }
+        }
+        Ok(Self { item })
+    }
+}
+
 /// A validated `count` query.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CountQuery {
@@ -47,10 +92,10 @@ pub struct ListQuery {
     pub page: PageRequest,
 }
 
-impl CountQuery {
-    /// Validates the query string of a count. `limit`, `marker`, `offset` and `sort` are
-    /// accepted and ignored, as one public SDK sends them with every count.
-    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
+/// `limit`, `marker`, `offset` and `sort` are accepted and ignored, as one public SDK sends them
+/// with every count.
+impl FromQueryPairs for CountQuery {
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
         let mut parsed = Parsed::default();
         for (key, value) in pairs {
             let (key, value) = (key.as_ref(), value.as_ref());
@@ -65,9 +110,8 @@ impl CountQuery {
     }
 }
 
-impl ListQuery {
-    /// Validates the query string of a list.
-    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
+impl FromQueryPairs for ListQuery {
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Self, ParamError> {
         let mut parsed = Parsed::default();
         let mut limit = None;
         let mut marker = None;

@@ -24,4 +24,5 @@ pub use repository::write::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };
 pub use repository::{Checkout, ItemPage, PoolState, Repository, StoredItem};
+pub use schema::ITEM_COLUMNS;
 pub use sql::counters::{CounterBucket, CounterDrift};

@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ProjectId, SortSpec, TenantScope,
 };

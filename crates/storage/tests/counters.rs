@@ -8,12 +8,13 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{
     format_timestamp, plan_status, BackupFilter, BackupRecord, BackupStatus, CountQuery, Plan,
     ProjectId, StatusUpdate, TenantScope,
 };
 use csbs_storage::{CounterBucket, Repository, Selection, StoredAnswer, WriteOutcome};
-use csbs_test_support::{backend_tests, execute_sql, item_record, TestDatabase};
+use csbs_test_support::{backend_tests, execute_sql, item_record, query_i64, TestDatabase};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};
@@ -371,6 +372,70 @@ fn counters_are_exact_around_the_epoch(db: TestDatabase) {
     assert_eq!(repository.check_counters().unwrap(), vec![], "{db:?}");
 }
 
+fn counter_buckets_are_the_databases(db: TestDatabase) {
+    // The hour and day the range arithmetic computes for a time are the ones the database's
+    // own definition (the counter-buckets migration) files its item under: one item per tenant,
+    // whose one hourly and one daily counter are read back.
+    const MICRO: i64 = 1;
+    let first_year_1 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
+    let last_year_9999 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+    let times = [
+        first_year_1,
+        first_year_1 + HOUR - MICRO,
+        -DAY - MICRO,
+        -DAY,
+        -HOUR - MICRO,
+        -HOUR,
+        -MICRO,
+        0,
+        HOUR - MICRO,
+        DAY - MICRO,
+        DAY,
+        BASE + 13 * HOUR + 1,
+        last_year_9999,
+    ];
+    let repository = db.repository();
+    let records: Vec<_> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &at)| {
+            item_record(
+                &format!("b{i}"),
+                json!({"created_at": format_timestamp(at)}),
+            )
+        })
+        .collect();
+    repository.upsert(&records).unwrap();
+    for (i, &at) in times.iter().enumerate() {
+        let tenant = format!("b{i}");
+        let hours = query_i64(
+            &repository,
+            &format!("SELECT CAST(hour AS BIGINT) AS value FROM item_counts_hourly WHERE project_id = '{tenant}'"),
+        );
+        let days = query_i64(
+            &repository,
+            &format!("SELECT CAST(day AS BIGINT) AS value FROM item_counts_daily WHERE project_id = '{tenant}'"),
+        );
+        let as_bucket = |value: &[i64], bucket: fn(i32) -> CounterBucket| {
+            value
+                .iter()
+                .map(|&v| bucket(i32::try_from(v).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            as_bucket(&hours, CounterBucket::Hour),
+            vec![CounterBucket::hour_of(at)],
+            "{db:?} {at}"
+        );
+        assert_eq!(
+            as_bucket(&days, CounterBucket::Day),
+            vec![CounterBucket::day_of(at)],
+            "{db:?} {at}"
+        );
+    }
+    assert_eq!(repository.check_counters().unwrap(), vec![], "{db:?}");
+}
+
 fn drift_is_reported_and_rebuilt(db: TestDatabase) {
     let repository = db.repository();
     let records: Vec<_> = (0..10)
@@ -413,6 +478,7 @@ fn drift_is_reported_and_rebuilt(db: TestDatabase) {
 }
 
 backend_tests!(
+    counter_buckets_are_the_databases,
     counters_are_exact_around_the_epoch,
     counters_equal_row_counts_after_every_step,
     counters_stay_exact_under_concurrent_writers,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{
     BackupFilter, CountQuery, ListQuery, ProjectId, TenantScope, MAX_VALUES_PER_FILTER,
 };

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{
     BackupFilter, CountQuery, ItemId, ListQuery, PageRequest, ProjectId, SortSpec, TenantScope,
 };

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{
     BackupFilter, BackupRecord, BackupStatus, CountQuery, ItemId, ListQuery, PageRequest,
     ProjectId, SortSpec, TenantScope,

@@ -5,8 +5,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use csbs_auth::Caller;
 use csbs_domain::{
-    BackupFilter, BackupStatus, CountQuery, Criteria, ItemId, ListQuery, ParamError, ProjectId,
-    TenantScope,
+    BackupFilter, BackupStatus, CountQuery, Criteria, ItemId, ListQuery, NoQuery, ParamError,
+    ProjectId, TenantScope,
 };
 use csbs_domain::{
     FilterParam, FilterValue, SortKey, SortSpec, COUNT_IGNORED_PARAMS, DEFAULT_PAGE_LIMIT,
@@ -18,8 +18,9 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFo
 use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::IntoParams;
 
-use super::{query_pairs, register};
-use crate::authentication::Authenticated;
+use super::query::{self, Query};
+use super::register;
+use crate::authentication::TenantCaller;
 use crate::errors::ApiError;
 use crate::openapi::{self as doc, any_uuid, once, repeatable, request_time, string, text_value};
 use crate::public_url;
@@ -49,13 +50,6 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(count, list, show))]
 pub(super) struct Paths;
-
-/// The path's tenant, validated, after checking that the caller may act on it.
-fn authorized_project(caller: &Caller, path_project: &str) -> Result<ProjectId, ApiError> {
-    let project = ProjectId::parse("project_id", path_project)?;
-    caller.authorize_project(&project)?;
-    Ok(project)
-}
 
 /// The filter of a count or list: the path's tenant, or every tenant for an administrator who
 /// asked for `all_tenants`.
@@ -91,13 +85,10 @@ fn scoped_filter(
     )
 )]
 async fn count(
-    Authenticated(caller): Authenticated,
-    path: web::Path<String>,
-    req: HttpRequest,
+    TenantCaller { caller, project }: TenantCaller,
+    Query(query): Query<CountQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let project = authorized_project(&caller, &path)?;
-    let query = CountQuery::from_pairs(&query_pairs(&req))?;
     let filter = scoped_filter(&caller, project, query.criteria, query.all_tenants)?;
     let count = state
         .run(move |repository| repository.count(&filter))
@@ -122,20 +113,17 @@ async fn count(
     )
 )]
 async fn list(
-    Authenticated(caller): Authenticated,
-    path: web::Path<String>,
+    TenantCaller { caller, project }: TenantCaller,
+    Query(query): Query<ListQuery>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let project = authorized_project(&caller, &path)?;
-    let pairs = query_pairs(&req);
-    let query = ListQuery::from_pairs(&pairs)?;
     let filter = scoped_filter(&caller, project, query.criteria, query.all_tenants)?;
     let (sort, page) = (query.sort, query.page);
     let items = state
         .run(move |repository| repository.list(&filter, &sort, &page))
         .await?;
-    let next = next_link(&req, &state, &pairs, &items).transpose()?;
+    let next = next_link(&req, &state, &items).transpose()?;
     let answer = ListAnswer {
         checkpoint_items: items
             .documents
@@ -159,14 +147,13 @@ async fn list(
 fn next_link(
     req: &HttpRequest,
     state: &AppState,
-    pairs: &[(String, String)],
     page: &ItemPage,
 ) -> Option<Result<String, ParamError>> {
     let last_id = page.last_id.as_deref().filter(|_| page.has_more)?;
     let mut query = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in pairs {
+    for (key, value) in query::pairs(req.query_string()) {
         if key != "marker" && key != "offset" {
-            query.append_pair(key, value);
+            query.append_pair(&key, &value);
         }
     }
     query.append_pair("marker", last_id);
@@ -194,17 +181,12 @@ fn next_link(
     )
 )]
 async fn show(
-    Authenticated(caller): Authenticated,
+    TenantCaller { project, .. }: TenantCaller,
+    Query(NoQuery): Query<NoQuery>,
     path: web::Path<(String, String)>,
-    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (path_project, path_id) = path.into_inner();
-    let project = authorized_project(&caller, &path_project)?;
-    let id = ItemId::parse("checkpoint_item_id", &path_id)?;
-    if let Some((key, _)) = query_pairs(&req).first() {
-        return Err(ParamError::new(key.as_str(), "unknown query parameter").into());
-    }
+    let id = ItemId::parse("checkpoint_item_id", &path.1)?;
     let lookup_id = id.clone();
     let item = state
         .run(move |repository| repository.find(&project, &lookup_id))

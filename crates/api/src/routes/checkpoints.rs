@@ -4,15 +4,18 @@
 //! through the ingest API. Repeating the request is harmless.
 
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse};
-use csbs_domain::{deletion_requested, Deletion, ItemId, ParamError, Plan, ProjectId, PROVIDER_ID};
+use actix_web::{web, HttpResponse};
+use csbs_domain::{
+    deletion_requested, DeleteQuery, Deletion, ItemId, ParamError, Plan, PROVIDER_ID,
+};
 use csbs_storage::{Selection, StoredAnswer};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
 use super::writes::{refusal, run_write, PendingWrite};
-use super::{query_pairs, register};
-use crate::authentication::Authenticated;
+use super::query::Query;
+use super::register;
+use crate::authentication::TenantCaller;
 use crate::errors::ApiError;
 use crate::openapi::{self as doc, any_uuid, once, parameter};
 use crate::state::AppState;
@@ -42,7 +45,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     path = "/v1/{project_id}/providers/{provider_id}/checkpoints/{checkpoint_id}",
     tag = "checkpoint_items",
     operation_id = "delete_checkpoint",
-    params(doc::ProjectPath, CheckpointPath, DeleteQuery),
+    params(doc::ProjectPath, CheckpointPath, DeleteParams),
     security(("x_auth_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The deletion was asked for.", body = wire::DeleteAnswer),
@@ -50,14 +53,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     )
 )]
 async fn delete_checkpoint(
-    Authenticated(caller): Authenticated,
+    TenantCaller { project, .. }: TenantCaller,
+    Query(DeleteQuery { item }): Query<DeleteQuery>,
     path: web::Path<(String, String, String)>,
-    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (project, provider, checkpoint) = path.into_inner();
-    let project = ProjectId::parse("project_id", &project)?;
-    caller.authorize_project(&project)?;
+    let (_, provider, checkpoint) = path.into_inner();
     let provider = ItemId::parse("provider_id", &provider)?;
     if provider.as_str() != PROVIDER_ID {
         return Err(ApiError::NotFound(format!(
@@ -65,18 +66,6 @@ async fn delete_checkpoint(
         )));
     }
     let checkpoint_id = ItemId::parse("checkpoint_id", &checkpoint)?;
-    let mut item = None;
-    for (key, value) in query_pairs(&req) {
-        match key.as_str() {
-            "checkpoint_items" if item.is_none() => {
-                item = Some(ItemId::parse("checkpoint_items", &value)?)
-            }
-            "checkpoint_items" => {
-                return Err(ParamError::new("checkpoint_items", "may be given only once").into())
-            }
-            _ => return Err(ParamError::new(key.as_str(), "unknown query parameter").into()),
-        }
-    }
     let pending = PendingWrite::new(project, None);
     let now = pending.now;
     let selection = Selection::Checkpoint {
@@ -149,9 +138,9 @@ impl IntoParams for CheckpointPath {
 }
 
 /// The `?checkpoint_items=ID` of a deletion.
-pub struct DeleteQuery;
+pub struct DeleteParams;
 
-impl IntoParams for DeleteQuery {
+impl IntoParams for DeleteParams {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![once(
             "checkpoint_items",

@@ -8,6 +8,7 @@ mod checkpoints;
 mod document;
 mod health;
 mod ingest;
+mod query;
 mod writes;
 
 pub use document::{document_json, DocumentedLimits};
@@ -63,11 +64,4 @@ fn method_not_allowed(req: &HttpRequest, allow: String) -> Result<HttpResponse, 
         method: req.method().to_string(),
         allow,
     })
-}
-
-/// The query string as the pairs it holds, in order, repeated keys included.
-pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
-    form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect()
 }

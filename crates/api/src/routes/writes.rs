@@ -5,12 +5,12 @@
 use actix_web::http::header::{ContentType, HeaderName};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use csbs_domain::{CurrentItem, IngestError, ItemError, Micros, ParamError, ProjectId};
+use csbs_domain::{CurrentItem, IngestError, ItemError, Micros, NoQuery, ParamError, ProjectId};
 use csbs_storage::{Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::query_pairs;
+use super::query;
 use crate::authentication::Authenticated;
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -52,9 +52,7 @@ pub(super) fn admit_ingest(
     caller.0.authorize_ingest()?;
     let project = ProjectId::parse("project_id", project)?;
     caller.0.authorize_ingest_into(&project)?;
-    if let Some((key, _)) = query_pairs(req).first() {
-        return Err(ParamError::new(key.as_str(), "unknown query parameter").into());
-    }
+    query::parse::<NoQuery>(req)?;
     let key = idempotency_key(req, body)?;
     Ok(PendingWrite::new(project, key))
 }

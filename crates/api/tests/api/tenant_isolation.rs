@@ -1,6 +1,7 @@
 //! Property: whatever a tenant asks, with whatever filters and `all_tenants` spelling, it never
 //! sees another tenant's item or count; only administrators cross tenants.
 
+use csbs_domain::FromQueryPairs;
 use csbs_domain::{BackupFilter, BackupRecord, CountQuery, ProjectId, TenantScope};
 use csbs_test_support::{backend_tests, item_record, TestDatabase};
 use proptest::prelude::*;

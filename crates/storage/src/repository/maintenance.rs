@@ -8,9 +8,7 @@ use diesel::prelude::*;
 use super::read::list_query;
 use crate::connection::{without_statement_timeout, DbConnection};
 use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
-use crate::sql::counters::{
-    counters_apply, drift, in_snapshot, with_counter_statement, DAY_SQL, HOUR_SQL,
-};
+use crate::sql::counters::{counters_apply, drift, in_snapshot, refill, with_counter_statement};
 use crate::sql::explain::{plan, Mode};
 use crate::sql::filters::filtered;
 use crate::{CounterDrift, Repository, StorageError};
@@ -78,14 +76,7 @@ impl Repository {
             diesel::delete(item_counts_hourly::table).execute(conn)?;
             diesel::delete(item_counts_daily::table).execute(conn)?;
             diesel::delete(item_counts::table).execute(conn)?;
-            conn.batch_execute(&format!(
-                "INSERT INTO item_counts_hourly (project_id, status, hour, n) \
-                 SELECT project_id, status, {HOUR_SQL}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
-                 INSERT INTO item_counts_daily (project_id, status, day, n) \
-                 SELECT project_id, status, {DAY_SQL}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
-                 INSERT INTO item_counts (project_id, status, n) \
-                 SELECT project_id, status, count(*) FROM backup_items GROUP BY 1, 2;"
-            ))?;
+            refill(conn)?;
             Ok::<_, diesel::result::Error>(repaired)
         })?)
     }

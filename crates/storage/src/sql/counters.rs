@@ -170,19 +170,26 @@ struct Split {
     rest: Vec<(Micros, Micros)>,
 }
 
+/// The bucket (hour or day) holding `t`: the Rust side of the buckets the counter-buckets
+/// migration defines in SQL, held to them by `counter_buckets_are_the_databases` (the tests of
+/// the counters).
+fn bucket_of(t: Micros, unit: i64) -> i64 {
+    t.div_euclid(unit)
+}
+
 fn split(from: Option<Micros>, to: Option<Micros>, unit: i64) -> Split {
     let first = from.map(|f| {
         if f.rem_euclid(unit) == 0 {
-            f.div_euclid(unit)
+            bucket_of(f, unit)
         } else {
-            f.div_euclid(unit) + 1
+            bucket_of(f, unit) + 1
         }
     });
     let last = to.map(|t| {
         if t.rem_euclid(unit) == unit - 1 {
-            t.div_euclid(unit)
+            bucket_of(t, unit)
         } else {
-            t.div_euclid(unit) - 1
+            bucket_of(t, unit) - 1
         }
     });
     if let (Some(from), Some(to), Some(first), Some(last)) = (from, to, first, last) {
@@ -291,6 +298,18 @@ pub enum CounterBucket {
     Hour(i32),
 }
 
+impl CounterBucket {
+    /// The UTC hour that holds `t`.
+    pub fn hour_of(t: Micros) -> Self {
+        Self::Hour(clamp_bucket(bucket_of(t, HOUR_MICROS)))
+    }
+
+    /// The UTC day that holds `t`.
+    pub fn day_of(t: Micros) -> Self {
+        Self::Day(clamp_bucket(bucket_of(t, DAY_MICROS)))
+    }
+}
+
 impl std::fmt::Display for CounterBucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let start = |bucket: i32, unit: i64| {
@@ -316,14 +335,38 @@ pub struct CounterDrift {
     pub actual: i64,
 }
 
-/// The UTC day of `created_at_us` in SQL, rounding down for times before the epoch too.
-pub(crate) const DAY_SQL: &str = "CAST((created_at_us - (((created_at_us % 86400000000) + 86400000000) % 86400000000)) / 86400000000 AS INTEGER)";
+/// An item's counter buckets in SQL, as the counter-buckets migration defines them for each
+/// backend: PostgreSQL functions (inlined by its planner), SQLite virtual columns.
+struct BucketSql {
+    hour: &'static str,
+    day: &'static str,
+}
 
-/// The UTC hour of `created_at_us` in SQL, rounding down for times before the epoch too.
-pub(crate) const HOUR_SQL: &str = "CAST((created_at_us - (((created_at_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000 AS INTEGER)";
+fn bucket_sql(conn: &DbConnection) -> BucketSql {
+    match conn {
+        DbConnection::Postgresql(_) => BucketSql {
+            hour: "csbs_hour(created_at_us)",
+            day: "csbs_day(created_at_us)",
+        },
+        DbConnection::Sqlite(_) => BucketSql {
+            hour: "created_hour",
+            day: "created_day",
+        },
+    }
+}
 
-/// The UTC day of an `hour` in SQL, rounding down before the epoch too.
-const DAY_OF_HOUR_SQL: &str = "CAST((hour - (((hour % 24) + 24) % 24)) / 24 AS INTEGER)";
+/// Recomputes every counter from the rows; the caller has emptied them and holds writers off.
+pub(crate) fn refill(conn: &mut DbConnection) -> QueryResult<()> {
+    let BucketSql { hour, day } = bucket_sql(conn);
+    conn.batch_execute(&format!(
+        "INSERT INTO item_counts_hourly (project_id, status, hour, n) \
+         SELECT project_id, status, {hour}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
+         INSERT INTO item_counts_daily (project_id, status, day, n) \
+         SELECT project_id, status, {day}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
+         INSERT INTO item_counts (project_id, status, n) \
+         SELECT project_id, status, count(*) FROM backup_items GROUP BY 1, 2;"
+    ))
+}
 
 /// A counter whose value differs from the rows' count, as the database reports it.
 #[derive(QueryableByName)]
@@ -351,10 +394,11 @@ struct DriftRow {
 /// Each side may lack a key the other has (a counter left at zero, or rows with no counter):
 /// the sums over the union of both sides compare them all.
 pub(crate) fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
+    let BucketSql { hour, day } = bucket_sql(conn);
     let rows: Vec<DriftRow> = diesel::sql_query(format!(
         "WITH actual AS ( \
-             SELECT project_id, status, {HOUR_SQL} AS hour, count(*) AS n \
-             FROM backup_items GROUP BY 1, 2, 3) \
+             SELECT project_id, status, {hour} AS hour, {day} AS day, count(*) AS n \
+             FROM backup_items GROUP BY 1, 2, 3, 4) \
          SELECT kind, project_id, status, bucket, \
                 CAST(SUM(counted) AS BIGINT) AS counted, CAST(SUM(actual) AS BIGINT) AS actual \
          FROM ( \
@@ -362,7 +406,7 @@ pub(crate) fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
                     CAST(0 AS BIGINT) AS actual FROM item_counts_hourly \
              UNION ALL SELECT 0, project_id, status, hour, 0, n FROM actual \
              UNION ALL SELECT 1, project_id, status, day, n, 0 FROM item_counts_daily \
-             UNION ALL SELECT 1, project_id, status, {DAY_OF_HOUR_SQL}, 0, n FROM actual \
+             UNION ALL SELECT 1, project_id, status, day, 0, n FROM actual \
              UNION ALL SELECT 2, project_id, status, NULL, n, 0 FROM item_counts \
              UNION ALL SELECT 2, project_id, status, NULL, 0, n FROM actual \
          ) AS sides \
