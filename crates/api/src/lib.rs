@@ -15,7 +15,6 @@ pub mod public_url;
 pub mod request_body;
 pub mod routes;
 pub mod settings;
-pub mod signing_secret;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

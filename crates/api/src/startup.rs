@@ -11,7 +11,7 @@ use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App};
 use anyhow::Context;
-use csbs_auth::TokenValidator;
+use csbs_auth::{IfMissing, SecretSource, TokenValidator};
 use csbs_storage::{establish, DatabaseUrl, Repository};
 
 use crate::envelope::envelope;
@@ -21,7 +21,6 @@ use crate::public_url::TrustedProxy;
 use crate::request_body::BodyLimits;
 use crate::routes;
 use crate::settings::Settings;
-use crate::signing_secret::{ensure_signing_key, SecretSource};
 use crate::state::{AppState, MigrationGate};
 
 /// Extra routes, for tests that need a route production does not have.
@@ -47,7 +46,11 @@ impl Application {
         let pool_settings = settings.database.pool_settings();
         let repository = settings.database.open_repository()?;
 
-        if let SecretSource::DataDir(path) = ensure_signing_key(&mut settings)? {
+        let data_dir = settings.data_dir.clone();
+        let secret = settings
+            .auth
+            .with_generated_secret(&data_dir, IfMissing::Create)?;
+        if let SecretSource::DataDir(path) = secret {
             tracing::warn!(
                 secret_file = %path.display(),
                 "no token key is configured; using the generated development secret. Mint a \

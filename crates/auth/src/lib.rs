@@ -16,6 +16,7 @@
 mod caller;
 mod claims;
 mod errors;
+mod generated_secret;
 mod key_files;
 mod keys;
 mod mint;
@@ -27,6 +28,7 @@ mod validator;
 pub use caller::Caller;
 pub use claims::Claims;
 pub use errors::{AccessDenied, AuthError, KeyError, MintError};
+pub use generated_secret::{GeneratedSecretError, IfMissing, SecretSource, GENERATED_SECRET_FILE};
 pub use mint::mint_hs256;
 pub use settings::{AuthSettings, ServiceTenants};
 pub use token_source::extract_token;

@@ -1,16 +1,19 @@
-//! `csbs-api token`: mint an HS256 token with the configured (or generated) secret.
+//! `csbs-api token`: mint an HS256 token with the configured secret, or the one `serve`
+//! generated in the data folder.
 
 use anyhow::Context;
-use csbs_auth::{mint_hs256, Claims};
+use csbs_auth::{mint_hs256, Claims, IfMissing};
 use csbs_domain::ProjectId;
 
 use crate::cli::TokenArgs;
 use crate::settings::Settings;
-use crate::signing_secret::ensure_signing_key;
 
 /// Prints a token for `args`.
 pub fn run(mut settings: Settings, args: &TokenArgs) -> anyhow::Result<()> {
-    ensure_signing_key(&mut settings)?;
+    let data_dir = settings.data_dir.clone();
+    settings
+        .auth
+        .with_generated_secret(&data_dir, IfMissing::Refuse)?;
     let secret = settings.auth.hmac_secret.as_ref().context(
         "no HMAC secret is configured (only public keys): tokens come from your identity provider",
     )?;

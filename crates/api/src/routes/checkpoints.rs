@@ -12,9 +12,9 @@ use csbs_storage::{Selection, StoredAnswer};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
-use super::writes::{refusal, run_write, PendingWrite};
 use super::query::Query;
 use super::register;
+use super::writes::{refusal, run_write, PendingWrite};
 use crate::authentication::TenantCaller;
 use crate::errors::ApiError;
 use crate::openapi::{self as doc, any_uuid, once, parameter};

@@ -102,7 +102,26 @@ fn the_binary_imports_mints_tokens_and_migrates() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 migration(s) applied"));
 
-    // No key configured: `token` generates the secret in the data folder, as `serve` would.
+    // No key configured and no generated secret yet: only `serve` makes one; `token` says
+    // where it looked and makes nothing.
+    let output = csbs_api(db.url(), &data_dir)
+        .args(["token", "--project-id", "tenant-a"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty());
+    let secret_file = data_dir.join(csbs_auth::GENERATED_SECRET_FILE);
+    assert!(
+        stderr.contains(&secret_file.display().to_string()) && stderr.contains("csbs-api serve"),
+        "{stderr}"
+    );
+    assert!(!secret_file.exists());
+
+    // Once `serve` has made it, `token` signs with it.
+    csbs_auth::AuthSettings::default()
+        .with_generated_secret(&data_dir, csbs_auth::IfMissing::Create)
+        .unwrap();
     let output = csbs_api(db.url(), &data_dir)
         .args([
             "token",
@@ -294,7 +313,7 @@ backend_tests!(
 );
 
 /// The data folder and the default SQLite database follow the configuration folder, not the
-/// folder a command is run from: `token` run from two folders signs with one secret, kept
+/// folder a command is run from: `token` run from two folders signs with the one secret kept
 /// beside `config/`, and leaves nothing where it ran.
 #[test]
 fn the_data_folder_is_found_from_the_configuration_not_the_current_folder() {
@@ -305,7 +324,11 @@ fn the_data_folder_is_found_from_the_configuration_not_the_current_folder() {
         std::fs::create_dir_all(dir).unwrap();
     }
     std::fs::write(config.join("default.toml"), "").unwrap();
-    let mut secrets = Vec::new();
+    // The secret `serve` makes, in the data folder beside `config/`.
+    let mut made = csbs_auth::AuthSettings::default();
+    made.with_generated_secret(&root.join("data"), csbs_auth::IfMissing::Create)
+        .unwrap();
+    let validator = csbs_auth::TokenValidator::from_settings(&made).unwrap();
     for cwd in [&first, &second] {
         let output = Command::new(env!("CARGO_BIN_EXE_csbs-api"))
             .current_dir(cwd)
@@ -318,13 +341,16 @@ fn the_data_folder_is_found_from_the_configuration_not_the_current_folder() {
             .output()
             .unwrap();
         assert!(output.status.success(), "{output:?}");
-        secrets.push(std::fs::read(root.join("data").join("hmac-secret")).unwrap());
+        let token = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            validator.validate(token.trim()).is_ok(),
+            "signed with the one secret, whatever the folder"
+        );
         assert!(
             !cwd.join("data").exists(),
             "nothing is made in the folder the command ran from"
         );
     }
-    assert_eq!(secrets[0], secrets[1], "one secret, whatever the folder");
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -1,0 +1,185 @@
+//! The development signing secret: when no key is configured, `serve` makes one on its first
+//! start and keeps it in the data folder, readable by its owner only, so that `serve` and
+//! `token` agree without any set-up. Only `serve` makes it: another command that finds none
+//! says where it looked, rather than signing with a secret no running service knows.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use secrecy::SecretString;
+
+use crate::AuthSettings;
+
+/// The file name of the generated secret inside the data folder.
+pub const GENERATED_SECRET_FILE: &str = "hmac-secret";
+
+/// Where the signing key of [`AuthSettings::with_generated_secret`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Keys are configured; nothing was read or generated.
+    Configured,
+    /// Read from, or newly written to, this file.
+    DataDir(PathBuf),
+}
+
+/// Whether a missing generated secret may be made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Make it (`serve`).
+    Create,
+    /// Refuse, naming where it was looked for (every other command).
+    Refuse,
+}
+
+/// Why no generated secret could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratedSecretError {
+    /// None was made yet, and this command may not make one.
+    #[error(
+        "no token key is configured (auth.hmac_secret, auth.public_key_files or auth.jwks_file) \
+         and no generated secret exists at {0}: start `csbs-api serve` once with this data \
+         folder (it makes the secret), point data_dir (CSBS__DATA_DIR) at the service's data \
+         folder, or set CSBS__AUTH__HMAC_SECRET"
+    )]
+    Missing(PathBuf),
+    /// The file could not be read, written or its folder made.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was tried.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl AuthSettings {
+    /// Makes sure these settings have a key: when none is configured, takes the generated
+    /// secret from `data_dir`, making it first if `if_missing` allows.
+    pub fn with_generated_secret(
+        &mut self,
+        data_dir: &Path,
+        if_missing: IfMissing,
+    ) -> Result<SecretSource, GeneratedSecretError> {
+        if self.hmac_secret.is_some()
+            || !self.public_key_files.is_empty()
+            || self.jwks_file.is_some()
+        {
+            return Ok(SecretSource::Configured);
+        }
+        let path = data_dir.join(GENERATED_SECRET_FILE);
+        let secret = match if_missing {
+            IfMissing::Create => load_or_create(&path)?,
+            IfMissing::Refuse => match std::fs::read_to_string(&path) {
+                Ok(text) => SecretString::from(text.trim().to_owned()),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(GeneratedSecretError::Missing(path))
+                }
+                Err(source) => return Err(io("read", &path, source)),
+            },
+        };
+        self.hmac_secret = Some(secret);
+        Ok(SecretSource::DataDir(path))
+    }
+}
+
+fn io(action: &'static str, path: &Path, source: std::io::Error) -> GeneratedSecretError {
+    GeneratedSecretError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn load_or_create(path: &Path) -> Result<SecretString, GeneratedSecretError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io("create the data folder", dir, e))?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(fresh.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io("write", path, e))?;
+            Ok(SecretString::from(fresh))
+        }
+        // Another process (or an earlier start) made it first: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path).map_err(|e| io("read", path, e))?;
+            Ok(SecretString::from(text.trim().to_owned()))
+        }
+        Err(error) => Err(io("create", path, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn scratch() -> PathBuf {
+        let mut name = [0u8; 8];
+        rand::rng().fill_bytes(&mut name);
+        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        std::env::temp_dir().join(format!("csbs-secret-{name}"))
+    }
+
+    #[test]
+    fn the_secret_is_made_once_and_private() {
+        let dir = scratch();
+        let path = dir.join(GENERATED_SECRET_FILE);
+        let first = load_or_create(&path).unwrap();
+        let second = load_or_create(&path).unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert_eq!(first.expose_secret().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_a_command_that_may_create_it_makes_the_secret() {
+        let dir = scratch();
+        let mut settings = AuthSettings::default();
+        let refused = settings
+            .with_generated_secret(&dir, IfMissing::Refuse)
+            .unwrap_err();
+        assert!(
+            matches!(&refused, GeneratedSecretError::Missing(p) if p == &dir.join(GENERATED_SECRET_FILE))
+        );
+        assert!(refused.to_string().contains(&dir.display().to_string()));
+        assert!(!dir.exists(), "nothing is made when refused");
+        assert!(settings.hmac_secret.is_none());
+
+        let made = settings
+            .with_generated_secret(&dir, IfMissing::Create)
+            .unwrap();
+        assert_eq!(made, SecretSource::DataDir(dir.join(GENERATED_SECRET_FILE)));
+        let mut other = AuthSettings::default();
+        other
+            .with_generated_secret(&dir, IfMissing::Refuse)
+            .unwrap();
+        assert_eq!(
+            other.hmac_secret.unwrap().expose_secret(),
+            settings.hmac_secret.unwrap().expose_secret(),
+            "the next command finds the secret serve made"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
