@@ -33,6 +33,14 @@ pub struct Settings {
     /// Where the service keeps its own files (the generated signing secret, the default
     /// SQLite database).
     pub data_dir: PathBuf,
+    /// The default `data_dir`, resolved as it is: the default database's folder even when
+    /// `data_dir` is set elsewhere.
+    #[serde(skip, default = "default_data_dir")]
+    pub default_data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
 }
 
 /// The HTTP server.
@@ -158,12 +166,47 @@ impl DatabaseSettings {
     pub fn database_url(&self) -> Result<DatabaseUrl, StorageError> {
         DatabaseUrl::parse(self.url.expose_secret())
     }
+}
 
+/// Whether a repository must answer when it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The service: it starts while the database is down, answers 503 and recovers when it
+    /// comes back.
+    Eventually,
+    /// A one-shot command: a permanent failure (refused, no such database, bad credentials,
+    /// an unopenable file) ends it at once with one line that says what to do.
+    Now,
+}
+
+impl Settings {
     /// The one way from settings to a repository, for the service, every command and the
     /// benchmark: the URL parsed and a pool with these settings opened on it. Migrating is the
     /// caller's step (the service migrates in the background, the commands before they work).
-    pub fn open_repository(&self) -> Result<Repository, StorageError> {
-        Repository::open(&self.database_url()?, &self.pool_settings())
+    ///
+    /// A SQLite file's folder is made when it is the data folder (the default database lives
+    /// there); any other folder must exist, so that a mistyped path is an error rather than a
+    /// folder made somewhere.
+    pub fn open_repository(&self, reach: Reach) -> Result<Repository, StorageError> {
+        let url = self.database.database_url()?;
+        if let DatabaseUrl::Sqlite(path) = &url {
+            let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(folder) =
+                folder.filter(|f| *f == self.data_dir || *f == self.default_data_dir)
+            {
+                std::fs::create_dir_all(folder).map_err(|e| {
+                    StorageError::Configuration(format!(
+                        "cannot create the data folder {}: {e}",
+                        folder.display()
+                    ))
+                })?;
+            }
+        }
+        let pool = self.database.pool_settings();
+        if reach == Reach::Now {
+            csbs_storage::check_reachable(&url, &pool.connection)?;
+        }
+        Repository::open(&url, &pool)
     }
 }
 
@@ -254,6 +297,7 @@ impl Settings {
         if self.data_dir.is_relative() {
             self.data_dir = base.join(&self.data_dir);
         }
+        self.default_data_dir = base.join(&self.default_data_dir);
         let url = self.database.url.expose_secret();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if !path.is_empty() && Path::new(path).is_relative() {

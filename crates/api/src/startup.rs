@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::public_url::TrustedProxy;
 use crate::request_body::BodyLimits;
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{Reach, Settings};
 use crate::state::{AppState, MigrationGate};
 
 /// Extra routes, for tests that need a route production does not have.
@@ -44,7 +44,7 @@ impl Application {
         let url = settings.database.database_url()?;
         tracing::info!(database = %url.redacted(), "opening the database");
         let pool_settings = settings.database.pool_settings();
-        let repository = settings.database.open_repository()?;
+        let repository = settings.open_repository(Reach::Eventually)?;
 
         let data_dir = settings.data_dir.clone();
         let secret = settings

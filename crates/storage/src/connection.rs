@@ -167,7 +167,7 @@ pub fn establish(
             Ok(DbConnection::Postgresql(conn))
         }
         DatabaseUrl::Sqlite(path) => {
-            create_parent_dir(path)?;
+            require_parent_dir(path)?;
             let path_text = path.to_str().ok_or_else(|| {
                 StorageError::Configuration("the SQLite path is not valid UTF-8".into())
             })?;
@@ -234,18 +234,79 @@ fn scrub(message: &str, url: &SecretString) -> String {
     }
 }
 
-fn create_parent_dir(path: &Path) -> Result<(), StorageError> {
+/// The SQLite file's folder must exist: a mistyped path is an error, not a folder made
+/// somewhere (the data folder is made by the configuration's owner, see the api's settings).
+fn require_parent_dir(path: &Path) -> Result<(), StorageError> {
     match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StorageError::Configuration(format!(
-                    "cannot create the folder {} for the SQLite file: {e}",
-                    parent.display()
-                ))
-            })
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.is_dir() => {
+            Err(StorageError::Configuration(format!(
+                "the folder {} of the SQLite file {} does not exist: create it, or point \
+                 database.url (DATABASE_URL) elsewhere",
+                parent.display(),
+                path.display()
+            )))
         }
         _ => Ok(()),
     }
+}
+
+/// The first connection of a one-shot command (`migrate`, `import`, …), made at once: a
+/// failure that waiting will not cure (refused, no such database or role, bad credentials, a
+/// file that cannot be opened) is answered as one line that says what to do, rather than by
+/// the pool's retries until its timeout. `Ok(false)`: a failure that may pass (the server is
+/// starting, a timeout); the pool's retries are the answer to it.
+pub fn check_reachable(
+    url: &DatabaseUrl,
+    settings: &ConnectionSettings,
+) -> Result<bool, StorageError> {
+    let message = match establish(url, settings) {
+        Ok(_) => return Ok(true),
+        Err(StorageError::Unavailable(message)) => message,
+        Err(other) => return Err(other),
+    };
+    let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match advice(url, &one_line) {
+        Some(advice) => Err(StorageError::Unavailable(format!("{one_line}; {advice}"))),
+        None => Ok(false),
+    }
+}
+
+/// What to do about a permanent connection failure; `None` for one that may pass.
+fn advice(url: &DatabaseUrl, message: &str) -> Option<String> {
+    let has = |text: &str| message.contains(text);
+    let setting = "database.url (DATABASE_URL)";
+    if has("Connection refused")
+        || has("could not translate host name")
+        || has("No such file or directory")
+    {
+        return Some(format!(
+            "check that PostgreSQL runs there, and the host and port in {setting}"
+        ));
+    }
+    if has("database \"") && has("does not exist") {
+        let name = message
+            .split("database \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("NAME");
+        return Some(format!(
+            "create it first, e.g. `createdb {name}` with the host, port and user of {setting}"
+        ));
+    }
+    if has("password authentication failed")
+        || has("role \"")
+        || has("no password supplied")
+        || has("no pg_hba.conf entry")
+        || has("permission denied")
+    {
+        return Some(format!("check the user and password in {setting}"));
+    }
+    if matches!(url, DatabaseUrl::Sqlite(_)) {
+        return Some(format!(
+            "check that the SQLite file can be opened and written, or point {setting} elsewhere"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

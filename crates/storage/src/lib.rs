@@ -16,7 +16,9 @@ mod schema;
 mod sql;
 mod sqlite_timeout;
 
-pub use connection::{establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection};
+pub use connection::{
+    check_reachable, establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection,
+};
 pub use errors::StorageError;
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
 pub use repository::bulk::{BulkWriter, WriterStopped};

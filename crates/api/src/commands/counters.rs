@@ -4,11 +4,11 @@
 use csbs_storage::CounterDrift;
 
 use crate::cli::CountersAction;
-use crate::settings::Settings;
+use crate::settings::{Reach, Settings};
 
 /// Runs the action; `Ok(false)` when `check` found drift.
 pub fn run(settings: &Settings, action: &CountersAction) -> anyhow::Result<bool> {
-    let repository = settings.database.open_repository()?;
+    let repository = settings.open_repository(Reach::Now)?;
     repository.migrate()?;
     match action {
         CountersAction::Check => {

@@ -16,7 +16,7 @@ use csbs_storage::{BulkWriter, Repository};
 
 use crate::cli::ImportArgs;
 use crate::commands::progress;
-use crate::settings::Settings;
+use crate::settings::{Reach, Settings};
 
 /// The outcome of an import.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct ImportSummary {
 
 /// Runs the import; the summary says whether any line was bad.
 pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSummary> {
-    let repository = settings.database.open_repository()?;
+    let repository = settings.open_repository(Reach::Now)?;
     repository
         .migrate()
         .context("cannot prepare the database")?;

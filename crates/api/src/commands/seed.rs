@@ -7,12 +7,12 @@ use csbs_sample_data::{SeedOptions, SeedSummary};
 
 use crate::cli::SeedArgs;
 use crate::commands::progress;
-use crate::settings::Settings;
+use crate::settings::{Reach, Settings};
 
 /// Runs `seed`: migrations, then the items; prints the tenants (stdout) and a summary line
 /// (stderr).
 pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<SeedSummary> {
-    let repository = settings.database.open_repository()?;
+    let repository = settings.open_repository(Reach::Now)?;
     repository
         .migrate()
         .context("cannot prepare the database")?;

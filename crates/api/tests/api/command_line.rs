@@ -431,3 +431,62 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     );
     assert!(!seen.contains('\u{1b}'), "no escape codes: {seen:?}");
 }
+
+/// A one-shot command against a database it can never reach fails at once, with one line that
+/// says what to do, instead of the pool's retries until its timeout; and a SQLite file in a
+/// folder that does not exist is an error, not a folder made somewhere.
+#[test]
+fn one_shot_commands_fail_at_once_with_one_line_on_permanent_errors() {
+    let data_dir = std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let items = data_dir.join("items.jsonl");
+    std::fs::write(&items, "").unwrap();
+    let refused_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let missing_folder = data_dir.join("no-such-folder");
+    let mut cases = vec![
+        (
+            format!("postgres://postgres@127.0.0.1:{refused_port}/csbs"),
+            "check that PostgreSQL runs there",
+        ),
+        (
+            format!("sqlite://{}", missing_folder.join("csbs.db").display()),
+            "does not exist: create it",
+        ),
+    ];
+    if let Some(admin) = csbs_test_support::postgres_admin_url() {
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        let name = format!("csbs_missing_{}", uuid::Uuid::new_v4().simple());
+        cases.push((format!("{server}/{name}"), "createdb"));
+    }
+    let commands: [&[&str]; 4] = [
+        &["migrate"],
+        &["seed", "--items", "10"],
+        &["counters", "check"],
+        &["import", items.to_str().unwrap()],
+    ];
+    for (url, advice) in &cases {
+        for command in commands {
+            let output = csbs_api(url, &data_dir).args(command).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{command:?} {url}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(
+                lines.len(),
+                1,
+                "{command:?} {url}: one line, no retries: {stderr}"
+            );
+            assert!(
+                lines[0].starts_with("error: ") && lines[0].contains(advice),
+                "{command:?} {url}: {stderr}"
+            );
+        }
+    }
+    assert!(
+        !missing_folder.exists(),
+        "no folder is made for a mistyped path"
+    );
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}

@@ -32,7 +32,7 @@ async fn expect_unavailable(app: &TestApp, path: &str) {
 
 #[actix_web::test]
 async fn an_unreachable_database_is_503_and_the_service_keeps_running() {
-    // Nothing listens on port 1; the SQLite path cannot be created.
+    // Nothing listens on port 1; the SQLite file's folder does not exist (and cannot be made).
     for url in [
         "postgres://postgres@127.0.0.1:1/none",
         "sqlite:///proc/csbs-cannot-exist/x.db",
