@@ -127,10 +127,13 @@ impl Application {
                 })
                 .and_then(http)
             })?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        tracing::info!(port, "listening");
+        // 0 means one per core, as actix counts them.
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        };
+        server = server.workers(workers);
+        tracing::info!(port, workers, "listening");
         Ok(Self {
             port,
             server: server.run(),
@@ -174,7 +177,14 @@ fn start_migrations(
     }
     let migrate = move || match repository.migrate() {
         Ok(applied) => {
-            tracing::info!(applied, "database migrations are up to date");
+            if applied == 0 {
+                tracing::info!("database schema is up to date");
+            } else {
+                tracing::info!(
+                    applied,
+                    "database migrations applied; the schema is up to date"
+                );
+            }
             readiness.mark_migrated();
             true
         }

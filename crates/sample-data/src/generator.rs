@@ -7,7 +7,8 @@
 //!
 //! What makes the data look like a real region's:
 //! - tenants are skewed: one holds about 60% of the items, the others share the rest in a
-//!   Zipf-like way (the k-th of them ∝ 1/k);
+//!   Zipf-like way (the k-th of them ∝ 1/k); the first item of each tenant comes first, so
+//!   that with at least as many items as tenants every tenant has some;
 //! - items come in blocks of sixteen consecutive indexes that belong to one tenant and back
 //!   up four resources of it, unevenly, so that each resource has several backups;
 //! - resources are mostly servers (`OS::Nova::Server`), some volumes, in a few availability
@@ -147,7 +148,13 @@ impl SampleData {
     pub fn item(&self, index: u64) -> Value {
         let block = index / ITEMS_PER_BLOCK;
         let mut block_rng = stream(&[self.seed, STREAM_BLOCK, block]);
-        let tenant_index = pick_cumulative(&self.cumulative, block_rng.random());
+        let drawn = pick_cumulative(&self.cumulative, block_rng.random());
+        // The first items go to each tenant in turn, so that every tenant asked for has some
+        // as soon as there are as many items as tenants; the rest follow their block's draw.
+        let tenant_index = usize::try_from(index)
+            .ok()
+            .filter(|i| *i < self.tenants.len())
+            .unwrap_or(drawn);
         let tenant = &self.tenants[tenant_index];
 
         let mut rng = stream(&[self.seed, STREAM_ITEM, index]);
@@ -449,6 +456,18 @@ mod tests {
     fn records(seed: u64, projects: usize, count: u64) -> Vec<BackupRecord> {
         let data = SampleData::new(seed, projects);
         (0..count).map(|i| data.record(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn every_tenant_asked_for_has_items_from_one_item_each() {
+        for (seed, projects) in [(42, 20), (42, 50), (7, 3), (1, 200)] {
+            let items = projects as u64;
+            let tenants: HashSet<String> = records(seed, projects, items)
+                .into_iter()
+                .map(|r| r.project_id.as_str().to_owned())
+                .collect();
+            assert_eq!(tenants.len(), projects, "seed {seed}, {projects} projects");
+        }
     }
 
     #[test]

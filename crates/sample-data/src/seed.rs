@@ -112,7 +112,7 @@ pub fn seed(
     let per_tenant = generator
         .join()
         .map_err(|_| anyhow::anyhow!("the generator thread panicked"))??;
-    let written = written.context("cannot store a batch")?;
+    let written = written.context("cannot store a batch")?.written;
     let stored = stored.load(Ordering::Relaxed);
 
     let mut tenants: Vec<(String, u64)> = project_ids

@@ -21,7 +21,7 @@ pub use connection::{
 };
 pub use errors::StorageError;
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
-pub use repository::bulk::{BulkWriter, WriterStopped};
+pub use repository::bulk::{BulkTotals, BulkWriter, WriterStopped};
 pub use repository::write::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };

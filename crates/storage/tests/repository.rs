@@ -483,7 +483,10 @@ fn parallel_bulk_writers_keep_the_last_version_of_each_item(db: TestDatabase) {
     }
     assert_eq!(
         writer.finish().unwrap(),
-        900,
+        csbs_storage::BulkTotals {
+            written: 900,
+            superseded: 0
+        },
         "{db:?}: every version changed its item"
     );
     assert_eq!(
@@ -527,7 +530,7 @@ fn bulk_writers_never_outnumber_the_pool(db: TestDatabase) {
             .collect();
         writer.write(batch).unwrap();
     }
-    assert_eq!(writer.finish().unwrap(), 10_000, "{db:?}");
+    assert_eq!(writer.finish().unwrap().written, 10_000, "{db:?}");
 }
 
 /// SQLite has one writer at a time, and an import holds the write lock for a whole batch (20,000

@@ -18,17 +18,52 @@ use crate::cli::ImportArgs;
 use crate::commands::progress;
 use crate::settings::{Reach, Settings};
 
-/// The outcome of an import.
+/// The outcome of an import. Every non-blank line is an item or a bad line; every item was
+/// written, found stored as it is, or superseded.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
-    /// Non-blank lines read.
+    /// Non-blank lines read: `items + bad_lines`.
     pub lines: u64,
-    /// Valid items sent to the database.
+    /// Valid items.
     pub items: u64,
-    /// Rows inserted or changed (the rest were already stored as they are).
+    /// Rows inserted or changed.
     pub written: u64,
+    /// Items not stored because a later line of the same batch holds the same tenant and id
+    /// (the last one wins).
+    pub superseded: u64,
     /// Lines refused.
     pub bad_lines: u64,
+}
+
+impl ImportSummary {
+    /// Items already stored exactly as they are.
+    pub fn unchanged(&self) -> u64 {
+        self.items - self.written - self.superseded
+    }
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{} read: {}, {}; {} new or changed, {} unchanged",
+            plural(self.lines, "line", "lines"),
+            plural(self.items, "item", "items"),
+            plural(self.bad_lines, "bad line", "bad lines"),
+            self.written,
+            self.unchanged(),
+        )?;
+        if self.superseded > 0 {
+            write!(
+                f,
+                ", {} replaced by a later line for the same item",
+                self.superseded
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the import; the summary says whether any line was bad.
@@ -66,14 +101,8 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
 
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} lines read, {} items stored ({} new or changed, {} unchanged), {} bad lines, in {:.1} s ({:.0} items/s)",
-        summary.lines,
-        summary.items,
-        summary.written,
-        summary.items - summary.written,
-        summary.bad_lines,
-        seconds,
-        summary.items as f64 / seconds.max(1e-9),
+        "{summary}; in {seconds:.1} s ({} items/s)",
+        progress::per_second(summary.items as f64 / seconds.max(1e-9)),
     );
     Ok(summary)
 }
@@ -98,6 +127,7 @@ pub fn import(
         let line = match line {
             Ok(line) => line,
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                summary.lines += 1;
                 summary.bad_lines += 1;
                 report(number, "not valid UTF-8".into());
                 continue;
@@ -132,7 +162,9 @@ pub fn import(
     if !batch.is_empty() && !send_failed {
         send_failed = writer.write(batch).is_err();
     }
-    summary.written = writer.finish().context("cannot store a batch")?;
+    let stored = writer.finish().context("cannot store a batch")?;
+    summary.written = stored.written;
+    summary.superseded = stored.superseded;
     if send_failed {
         anyhow::bail!("the writer stopped early");
     }

@@ -36,14 +36,24 @@ pub fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<SeedSummary> 
     for (project, items) in &summary.tenants {
         println!("{project} {items}");
     }
+    // Each tenant gets an item before any gets a second: only fewer items than tenants
+    // leave some without any.
+    let short = if summary.tenants.len() < options.projects {
+        format!(
+            " (of the {} asked for: fewer items than projects)",
+            options.projects
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{} items generated for {} projects (seed {}), {} new or changed, in {:.1} s ({:.0} items/s)",
+        "{} items generated for {} projects{short} (seed {}), {} new or changed, in {:.1} s ({} items/s)",
         summary.items,
         summary.tenants.len(),
         options.seed,
         summary.written,
         summary.seconds,
-        summary.items_per_second(),
+        progress::per_second(summary.items_per_second()),
     );
     Ok(summary)
 }

@@ -5,10 +5,9 @@ use crate::startup::Application;
 
 /// Builds and runs the service; returns when it has shut down.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
-    let workers = settings.server.workers;
     actix_web::rt::System::new().block_on(async move {
         let application = Application::build(settings)?;
-        tracing::info!(port = application.port(), workers, "csbs-api is serving");
+        tracing::info!(port = application.port(), "csbs-api is serving");
         application.run_until_stopped().await?;
         tracing::info!("csbs-api stopped");
         Ok(())

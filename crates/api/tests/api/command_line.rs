@@ -60,6 +60,54 @@ fn import_reports_bad_lines_stores_good_ones_and_is_idempotent(db: TestDatabase)
     assert_eq!(repository.count(&filter).unwrap(), 5);
 }
 
+/// The import's summary adds up: every non-blank line is an item or a bad line (invalid UTF-8
+/// included), and a line repeated later in its batch is neither "unchanged" nor stored.
+fn the_import_summary_adds_up(db: TestDatabase) {
+    let repository = db.repository();
+    let first = item_json("tenant-a", json!({"name": "first"}));
+    let mut input: Vec<u8> = Vec::new();
+    for line in [
+        first.to_string(),
+        item_json("tenant-a", json!({})).to_string(),
+        "{not json".into(),
+        // The same item again, renamed: the last line wins.
+        item_json("tenant-a", json!({"id": first["id"], "name": "second"})).to_string(),
+    ] {
+        input.extend(line.as_bytes());
+        input.push(b'\n');
+    }
+    input.extend(b"{\"name\": \"\xff\"}\n");
+    let summary = import(&repository, input.as_slice(), 100, 1, |_, _| {}).unwrap();
+    assert_eq!(
+        (summary.lines, summary.items, summary.bad_lines),
+        (5, 3, 2),
+        "{db:?}"
+    );
+    assert_eq!(
+        (summary.written, summary.superseded, summary.unchanged()),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        summary.to_string(),
+        "5 lines read: 3 items, 2 bad lines; 2 new or changed, 0 unchanged, 1 replaced by a \
+         later line for the same item"
+    );
+    let again = import(&repository, input.as_slice(), 100, 1, |_, _| {}).unwrap();
+    assert_eq!(
+        (again.written, again.superseded, again.unchanged()),
+        (0, 1, 2),
+        "{db:?}"
+    );
+    let stored = repository
+        .find(
+            &csbs_domain::ProjectId::parse("p", "tenant-a").unwrap(),
+            &csbs_domain::ItemId::parse("id", first["id"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(stored.document.contains("\"name\":\"second\""), "{db:?}");
+}
+
 #[test]
 fn the_binary_imports_mints_tokens_and_migrates() {
     let db = TestDatabase::sqlite();
@@ -86,14 +134,17 @@ fn the_binary_imports_mints_tokens_and_migrates() {
         "a bad line makes the exit code non-zero: {stderr}"
     );
     assert!(stderr.contains("line 2: field '(item)'"), "{stderr}");
-    assert!(stderr.contains("1 items stored"), "{stderr}");
+    assert!(
+        stderr.contains("2 lines read: 1 item, 1 bad line"),
+        "{stderr}"
+    );
 
     let output = csbs_api(db.url(), &data_dir)
         .args(["import", "-"])
         .stdin(std::fs::File::open(&file).unwrap())
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&output.stderr).contains("(0 new or changed, 1 unchanged)"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("; 0 new or changed, 1 unchanged;"));
 
     let output = csbs_api(db.url(), &data_dir)
         .args(["migrate"])
@@ -309,6 +360,7 @@ fn malformed_requests_do_not_log_errors() {
 
 backend_tests!(
     import_reports_bad_lines_stores_good_ones_and_is_idempotent,
+    the_import_summary_adds_up,
     counters_check_reports_drift_and_rebuild_repairs_it,
 );
 

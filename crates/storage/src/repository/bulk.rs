@@ -104,7 +104,11 @@ impl Repository {
     /// same data twice changes nothing. When a batch holds the same item more than once, the
     /// last one wins, as if they had been written one after the other.
     pub fn upsert(&self, records: &[BackupRecord]) -> Result<usize, StorageError> {
-        let rows = last_of_each_key(records);
+        self.upsert_rows(last_of_each_key(records))
+    }
+
+    /// Upserts rows with distinct keys, in key order.
+    fn upsert_rows(&self, rows: Vec<StagedItemRow<'_>>) -> Result<usize, StorageError> {
         let mut conn = self.connection()?;
         // A batch of an import is as long as it is (see the PostgreSQL branch).
         let _unbounded = conn.without_sqlite_timeout();
@@ -174,7 +178,17 @@ fn last_of_each_key(records: &[BackupRecord]) -> Vec<StagedItemRow<'_>> {
 /// and running the same import again completes it.
 pub struct BulkWriter {
     shares: Vec<std::sync::mpsc::SyncSender<Vec<BackupRecord>>>,
-    writers: Vec<std::thread::JoinHandle<Result<u64, StorageError>>>,
+    writers: Vec<std::thread::JoinHandle<Result<BulkTotals, StorageError>>>,
+}
+
+/// What a [`BulkWriter`] stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BulkTotals {
+    /// Rows inserted or changed; the other distinct items were stored as they are already.
+    pub written: u64,
+    /// Items left out because a later item of the same batch has the same tenant and id (the
+    /// last one wins).
+    pub superseded: u64,
 }
 
 impl BulkWriter {
@@ -200,12 +214,14 @@ impl BulkWriter {
                 let repository = repository.clone();
                 let on_written = std::sync::Arc::clone(&on_written);
                 let writer = std::thread::spawn(move || {
-                    let mut written = 0u64;
+                    let mut totals = BulkTotals::default();
                     for records in receiver {
-                        written += repository.upsert(&records)? as u64;
+                        let rows = last_of_each_key(&records);
+                        totals.superseded += (records.len() - rows.len()) as u64;
+                        totals.written += repository.upsert_rows(rows)? as u64;
                         on_written(records.len() as u64);
                     }
-                    Ok(written)
+                    Ok(totals)
                 });
                 (share, writer)
             })
@@ -239,15 +255,18 @@ impl BulkWriter {
         Ok(())
     }
 
-    /// Waits for every batch given to be written; returns how many rows were inserted or
-    /// changed, or the first writer's error.
-    pub fn finish(self) -> Result<u64, StorageError> {
+    /// Waits for every batch given to be written; returns what was stored, or the first
+    /// writer's error.
+    pub fn finish(self) -> Result<BulkTotals, StorageError> {
         drop(self.shares);
-        let mut written = 0;
+        let mut totals = BulkTotals::default();
         let mut failure = None;
         for writer in self.writers {
             match writer.join() {
-                Ok(Ok(rows)) => written += rows,
+                Ok(Ok(share)) => {
+                    totals.written += share.written;
+                    totals.superseded += share.superseded;
+                }
                 Ok(Err(error)) => {
                     failure.get_or_insert(error);
                 }
@@ -257,7 +276,7 @@ impl BulkWriter {
                 }
             }
         }
-        failure.map_or(Ok(written), Err)
+        failure.map_or(Ok(totals), Err)
     }
 }
 
