@@ -128,11 +128,12 @@ def main():
         token = lambda *args: subprocess.run(
             [binary, "token", *args], env=dict(os.environ, CSBS__DATA_DIR=data_dir, CSBS__LOG__FILTER="error"),
             check=True, capture_output=True, text=True).stdout.strip()
-        reader, engine = token("--project-id", "tenant-a"), token("--project-id", "engine", "--role", "csbs_service")
 
         # Part 1: an outage under load.
         service = Service(binary, database_url, data_dir)
         wait_for(lambda: request("GET", service.base + "/readyz", "")[0] == 200, 30, "readiness")
+        # Signed with the secret the service generated in the data folder.
+        reader, engine = token("--project-id", "tenant-a"), token("--project-id", "engine", "--role", "csbs_service")
         stop = threading.Event()
         outage = {"down_at": None, "restart_at": None, "up_at": None}
         answers = []  # (time, kind, status, seconds, body, retry_after)
