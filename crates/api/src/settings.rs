@@ -99,11 +99,28 @@ pub struct LogSettings {
 }
 
 /// How log lines are written.
+///
+/// Read through `TryFrom<String>`: the `config` crate's own enum error names neither the
+/// values allowed nor, always, the setting.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "`{other}` is not a log format: use `text` or `json`"
+            )),
+        }
+    }
 }
 
 /// The ingest API of backup engines.

@@ -90,8 +90,13 @@ impl Application {
             .into(),
         };
 
-        let listener = TcpListener::bind(&settings.server.bind)
-            .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+        let listener = TcpListener::bind(&settings.server.bind).with_context(|| {
+            format!(
+                "cannot listen on {} (server.bind; set CSBS__SERVER__BIND to another \
+                     address or port)",
+                settings.server.bind
+            )
+        })?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let body_limits = web::Data::new(BodyLimits {

@@ -75,10 +75,16 @@ impl AccessDenied {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// No HMAC secret, public key file or JWKS file is configured, so no token could ever pass.
-    #[error("no token key is configured: set hmac_secret, public_key_files or jwks_file")]
+    #[error(
+        "no token key is configured: set auth.hmac_secret (CSBS__AUTH__HMAC_SECRET), \
+         auth.public_key_files or auth.jwks_file"
+    )]
     NoKeys,
     /// The HMAC secret is shorter than [`MIN_HMAC_SECRET_BYTES`].
-    #[error("hmac_secret must be at least {MIN_HMAC_SECRET_BYTES} bytes long")]
+    #[error(
+        "auth.hmac_secret (CSBS__AUTH__HMAC_SECRET) must be at least {MIN_HMAC_SECRET_BYTES} \
+         bytes long"
+    )]
     WeakHmacSecret,
     /// A key file could not be read.
     #[error("cannot read key file {}: {source}", path.display())]
@@ -99,14 +105,14 @@ pub enum KeyError {
     },
     /// A role, issuer or audience setting is set but empty: an empty role would match every
     /// token with an empty role string, an empty issuer or audience no token at all.
-    #[error("{setting} must not be empty")]
+    #[error("auth.{setting} must not be empty")]
     EmptySetting {
         /// The setting's name (`admin_role`, `service_role`, `issuer` or `audience`).
         setting: &'static str,
     },
     /// `leeway_seconds` is over [`MAX_LEEWAY_SECONDS`]: a clock that far off needs fixing, and
     /// a long leeway keeps expired tokens working.
-    #[error("leeway_seconds must be at most {MAX_LEEWAY_SECONDS}")]
+    #[error("auth.leeway_seconds must be at most {MAX_LEEWAY_SECONDS}")]
     LeewayTooLarge,
 }
 
@@ -114,7 +120,10 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MintError {
     /// The secret is shorter than [`MIN_HMAC_SECRET_BYTES`]; the validator would refuse it too.
-    #[error("the HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes long")]
+    #[error(
+        "the HMAC secret (auth.hmac_secret, CSBS__AUTH__HMAC_SECRET) must be at least \
+         {MIN_HMAC_SECRET_BYTES} bytes long"
+    )]
     WeakSecret,
     /// The claims would make a token that the validator refuses; the text says why.
     #[error("invalid claims: {0}")]

@@ -43,8 +43,10 @@ pub struct AuthSettings {
 }
 
 /// Which tenants a backup engine's token (one with the service role) may write into.
+///
+/// Read through `TryFrom<String>`, so that a wrong value is told the values allowed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum ServiceTenants {
     /// Every tenant: one engine serves the whole cloud, as Karbor's protection service does
     /// under its own service project. The token's `project_id` is the engine's, not a bound.
@@ -53,6 +55,18 @@ pub enum ServiceTenants {
     /// Only the token's own `project_id`: for deployments that give each tenant (or each
     /// group of tenants) engines of their own, so a leaked engine token reaches one tenant.
     Own,
+}
+
+impl TryFrom<String> for ServiceTenants {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "any" => Ok(Self::Any),
+            "own" => Ok(Self::Own),
+            other => Err(format!("`{other}` is not allowed: use `any` or `own`")),
+        }
+    }
 }
 
 impl AuthSettings {

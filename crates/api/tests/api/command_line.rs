@@ -542,3 +542,107 @@ fn one_shot_commands_fail_at_once_with_one_line_on_permanent_errors() {
     );
     std::fs::remove_dir_all(&data_dir).unwrap();
 }
+
+/// Every command's `--help` says what it does and how the configuration is found, so a
+/// newcomer can point any of them at PostgreSQL from the help alone.
+#[test]
+fn every_command_helps_with_the_configuration() {
+    use clap::CommandFactory;
+    fn paths(command: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands() {
+            let mut path = prefix.to_vec();
+            path.push(sub.get_name().to_owned());
+            out.push(path.clone());
+            paths(sub, &path, out);
+        }
+    }
+    let mut commands = vec![Vec::new()];
+    paths(&csbs_api::cli::Cli::command(), &[], &mut commands);
+    assert!(commands.len() >= 9, "{commands:?}");
+    for command in commands {
+        let output = Command::new(env!("CARGO_BIN_EXE_csbs-api"))
+            .args(&command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "{command:?}");
+        for needed in [
+            "DATABASE_URL",
+            "postgres://",
+            "CSBS__SECTION__KEY",
+            "config/default.toml",
+        ] {
+            assert!(
+                help.contains(needed),
+                "{command:?} --help lacks {needed}:\n{help}"
+            );
+        }
+        assert!(
+            help.lines().next().is_some_and(|first| first.len() > 20),
+            "{command:?} --help starts by saying what it does:\n{help}"
+        );
+    }
+}
+
+/// Configuration mistakes name the setting and what it takes; a busy port says which setting
+/// moves it; a failed health check says why.
+#[test]
+fn configuration_and_health_messages_name_the_setting() {
+    let run = |vars: &[(&str, &str)], args: &[&str]| {
+        let data_dir =
+            std::env::temp_dir().join(format!("csbs-cli-{}", uuid::Uuid::new_v4().simple()));
+        let mut command = csbs_api(
+            &format!("sqlite://{}", data_dir.join("csbs.db").display()),
+            &data_dir,
+        );
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.args(args).output().unwrap();
+        let _ = std::fs::remove_dir_all(&data_dir);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[("CSBS__LOG__FORMAT", "xml")], &["migrate"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("log.format") && stderr.contains("`text` or `json`"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&[("CSBS__AUTH__SERVICE_TENANTS", "mine")], &["migrate"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("auth.service_tenants") && stderr.contains("`any` or `own`"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(
+        &[
+            ("CSBS__AUTH__HMAC_SECRET", "short"),
+            ("CSBS__SERVER__BIND", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("CSBS__AUTH__HMAC_SECRET"), "{stderr}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = busy.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&[("CSBS__SERVER__BIND", &bind)], &["serve"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("CSBS__SERVER__BIND"), "{stderr}");
+    // The busy port is a listener that never answers HTTP; a closed one refuses.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let (code, stderr) = run(&[("CSBS__SERVER__BIND", &closed)], &["healthcheck"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("not ready") && stderr.contains(&closed),
+        "{stderr}"
+    );
+    drop(busy);
+}
