@@ -301,7 +301,12 @@ fn advice(url: &DatabaseUrl, message: &str) -> Option<String> {
     {
         return Some(format!("check the user and password in {setting}"));
     }
-    if matches!(url, DatabaseUrl::Sqlite(_)) {
+    // SQLite: a file that cannot be opened or written is permanent; a lock held by another
+    // process (`database is locked`, one migrating the same new file) passes.
+    let sqlite_permanent = ["unable to open", "readonly database", "not a database"]
+        .iter()
+        .any(|text| message.to_ascii_lowercase().contains(text));
+    if matches!(url, DatabaseUrl::Sqlite(_)) && sqlite_permanent {
         return Some(format!(
             "check that the SQLite file can be opened and written, or point {setting} elsewhere"
         ));
@@ -312,6 +317,36 @@ fn advice(url: &DatabaseUrl, message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failures_that_waiting_does_not_cure_end_a_command_at_once() {
+        let pg = DatabaseUrl::parse("postgres://u@h/db").unwrap();
+        let sqlite = DatabaseUrl::parse("sqlite:///tmp/x.db").unwrap();
+        let permanent = [
+            (
+                &pg,
+                "connection to server at \"h\", port 5 failed: Connection refused",
+            ),
+            (&pg, "FATAL: database \"db\" does not exist"),
+            (&pg, "FATAL: password authentication failed for user \"u\""),
+            (&pg, "FATAL: role \"u\" does not exist"),
+            (&sqlite, "Unable to open the database file"),
+            (&sqlite, "attempt to write a readonly database"),
+        ];
+        for (url, message) in permanent {
+            assert!(advice(url, message).is_some(), "{message}");
+        }
+        assert!(advice(&pg, "FATAL: database \"db\" does not exist")
+            .is_some_and(|a| a.contains("createdb db")));
+        let passing = [
+            (&pg, "FATAL: the database system is starting up"),
+            (&pg, "timeout expired"),
+            (&sqlite, "database is locked"),
+        ];
+        for (url, message) in passing {
+            assert_eq!(advice(url, message), None, "{message}");
+        }
+    }
 
     #[test]
     fn schemes_select_the_backend() {
