@@ -98,8 +98,9 @@ pub async fn envelope(
         method = %response.request().method(),
         route = %route,
         status = status.as_u16(),
-        // Microsecond precision, as text: a float field would print `2.7740329999999997`.
-        latency_ms = %format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
+        // Whole microseconds as milliseconds: a number that prints as `2.774`, where the
+        // float of the seconds printed `2.7740329999999997`.
+        latency_ms = elapsed.as_micros() as f64 / 1000.0,
         request_id = %request_id,
         "request"
     );

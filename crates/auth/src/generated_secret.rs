@@ -72,13 +72,8 @@ impl AuthSettings {
         let path = data_dir.join(GENERATED_SECRET_FILE);
         let secret = match if_missing {
             IfMissing::Create => load_or_create(&path)?,
-            IfMissing::Refuse => match std::fs::read_to_string(&path) {
-                Ok(text) => SecretString::from(text.trim().to_owned()),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(GeneratedSecretError::Missing(path))
-                }
-                Err(source) => return Err(io("read", &path, source)),
-            },
+            IfMissing::Refuse if !path.exists() => return Err(GeneratedSecretError::Missing(path)),
+            IfMissing::Refuse => read_existing(&path)?,
         };
         self.hmac_secret = Some(secret);
         Ok(SecretSource::DataDir(path))
@@ -101,6 +96,12 @@ fn load_or_create(path: &Path) -> Result<SecretString, GeneratedSecretError> {
     rand::rng().fill_bytes(&mut bytes);
     let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
 
+    // Written whole under a name of its own, then linked into place: a reader (another
+    // process starting at once) never sees a half-written file, and whoever links first wins.
+    let mut suffix = [0u8; 8];
+    rand::rng().fill_bytes(&mut suffix);
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let draft = path.with_extension(format!("draft-{suffix}"));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -108,20 +109,39 @@ fn load_or_create(path: &Path) -> Result<SecretString, GeneratedSecretError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(fresh.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io("write", path, e))?;
-            Ok(SecretString::from(fresh))
-        }
+    let written = options
+        .open(&draft)
+        .and_then(|mut file| {
+            file.write_all(fresh.as_bytes())?;
+            file.sync_all()
+        })
+        .map_err(|e| io("write", &draft, e));
+    let linked = written.and_then(|()| match std::fs::hard_link(&draft, path) {
+        Ok(()) => Ok(true),
         // Another process (or an earlier start) made it first: use theirs.
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(path).map_err(|e| io("read", path, e))?;
-            Ok(SecretString::from(text.trim().to_owned()))
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(error) => Err(io("create", path, error)),
+    });
+    let _ = std::fs::remove_file(&draft);
+    if linked? {
+        Ok(SecretString::from(fresh))
+    } else {
+        read_existing(path)
     }
+}
+
+/// The secret in `path`; an empty file is an error that names it.
+fn read_existing(path: &Path) -> Result<SecretString, GeneratedSecretError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io("read", path, e))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(io(
+            "use",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty"),
+        ));
+    }
+    Ok(SecretString::from(secret.to_owned()))
 }
 
 #[cfg(test)]
@@ -150,6 +170,45 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn processes_starting_at_once_get_one_whole_secret() {
+        let dir = scratch();
+        let path = dir.join(GENERATED_SECRET_FILE);
+        let secrets: Vec<String> = std::thread::scope(|scope| {
+            let makers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| load_or_create(&path).unwrap()))
+                .collect();
+            makers
+                .into_iter()
+                .map(|maker| maker.join().unwrap().expose_secret().to_owned())
+                .collect()
+        });
+        assert!(
+            secrets.iter().all(|s| s.len() == 64 && *s == secrets[0]),
+            "{secrets:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no drafts are left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_an_error_naming_it() {
+        let dir = scratch();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(GENERATED_SECRET_FILE);
+        std::fs::write(&path, "").unwrap();
+        let error = AuthSettings::default()
+            .with_generated_secret(&dir, IfMissing::Refuse)
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(&path.display().to_string())
+                && error.to_string().contains("empty"),
+            "{error}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

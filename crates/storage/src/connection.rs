@@ -261,8 +261,12 @@ pub fn check_reachable(
 ) -> Result<bool, StorageError> {
     let message = match establish(url, settings) {
         Ok(_) => return Ok(true),
+        // Already says what to do (a SQLite folder that does not exist).
+        Err(error @ StorageError::Configuration(_)) => return Err(error),
+        // Connecting, or setting the session up (SQLite's pragmas meet a read-only or
+        // foreign file there).
         Err(StorageError::Unavailable(message)) => message,
-        Err(other) => return Err(other),
+        Err(other) => other.to_string(),
     };
     let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
     match advice(url, &one_line) {

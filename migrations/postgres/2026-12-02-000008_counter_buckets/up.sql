@@ -29,7 +29,9 @@ CREATE FUNCTION csbs_day(created_at_us bigint) RETURNS integer
     AS $$ SELECT csbs_day_of_hour(csbs_hour(created_at_us)) $$;
 
 -- One counted change: this many items more (or fewer) of a tenant, status and hour.
-CREATE TYPE csbs_counter_change AS (project_id text, status text, hour integer, n bigint);
+-- Byte order (COLLATE "C"), as the counters' keys: changes are applied in key order.
+CREATE TYPE csbs_counter_change AS (
+    project_id text COLLATE "C", status text COLLATE "C", hour integer, n bigint);
 
 -- For every write statement on backup_items: the net change per tenant, status and hour,
 -- applied to the hourly, daily and total counters, each touched in key order so that

@@ -498,7 +498,13 @@ fn one_shot_commands_fail_at_once_with_one_line_on_permanent_errors() {
         listener.local_addr().unwrap().port()
     };
     let missing_folder = data_dir.join("no-such-folder");
+    let not_a_database = data_dir.join("notes.db");
+    std::fs::write(&not_a_database, "these are not the droids\n".repeat(200)).unwrap();
     let mut cases = vec![
+        (
+            format!("sqlite://{}", not_a_database.display()),
+            "check that the SQLite file can be opened and written",
+        ),
         (
             format!("postgres://postgres@127.0.0.1:{refused_port}/csbs"),
             "check that PostgreSQL runs there",

@@ -134,6 +134,14 @@ fn readme_example() {
     );
 
     let root = std::env::temp_dir().join(format!("csbs-readme-{}", uuid::Uuid::new_v4().simple()));
+    // Removed however the test ends.
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _scratch = Scratch(root.clone());
     let outputs = root.join("outputs");
     std::fs::create_dir_all(root.join("examples")).unwrap();
     std::fs::create_dir_all(&outputs).unwrap();
@@ -149,8 +157,9 @@ fn readme_example() {
         .unwrap()
         .port();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_csbs-api"));
-    let output = Command::new("bash")
-        .arg("-c")
+    // Bounded: a service that never gets ready would keep the example's `until` loop going.
+    let output = Command::new("timeout")
+        .args(["300", "bash", "-c"])
         .arg(script(&steps, &binary, port, &outputs))
         .current_dir(&root)
         .env("CSBS__DATA_DIR", root.join("data"))
@@ -189,7 +198,6 @@ fn readme_example() {
             );
         }
     }
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
