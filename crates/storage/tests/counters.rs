@@ -13,8 +13,11 @@ use csbs_domain::{
     format_timestamp, plan_status, BackupFilter, BackupRecord, BackupStatus, CountQuery, Plan,
     ProjectId, StatusUpdate, TenantScope,
 };
-use csbs_storage::{CounterBucket, Repository, Selection, StoredAnswer, WriteOutcome};
+use csbs_storage::{
+    CounterBucket, DbConnection, Repository, Selection, StoredAnswer, WriteOutcome,
+};
 use csbs_test_support::{backend_tests, execute_sql, item_record, query_i64, TestDatabase};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestRunner};
@@ -436,6 +439,74 @@ fn counter_buckets_are_the_databases(db: TestDatabase) {
     assert_eq!(repository.check_counters().unwrap(), vec![], "{db:?}");
 }
 
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// The newest migration's `down.sql` leaves triggers that keep counting, and migrating up again
+/// keeps the counters exact, for what was written in between too.
+fn the_newest_migration_reverts_and_reapplies(db: TestDatabase) {
+    let repository = db.repository();
+    let times = [-DAY - 1, -1, 0, BASE, BASE + 3 * HOUR + 7, BASE + 2 * DAY];
+    let statuses = [
+        BackupStatus::Available,
+        BackupStatus::Error,
+        BackupStatus::Deleted,
+    ];
+    let round = |round: usize| -> Vec<BackupRecord> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| {
+                item_record(
+                    &format!("t{}", i % 2),
+                    json!({
+                        "id": format!("00000000-0000-4000-8000-{:012}", i + 10 * (round % 2)),
+                        "status": statuses[(i + round) % statuses.len()].as_str(),
+                        "created_at": format_timestamp(at + round as i64 * HOUR),
+                    }),
+                )
+            })
+            .collect()
+    };
+    let exact = |when: &str| {
+        for tenant in [Some("t0"), Some("t1"), None] {
+            for query in counter_queries(&times) {
+                let f = filter(tenant, &query);
+                assert_eq!(
+                    repository.count(&f).unwrap(),
+                    repository.count_rows(&f).unwrap(),
+                    "{db:?} {when} {tenant:?} {query:?}"
+                );
+            }
+        }
+    };
+    repository.upsert(&round(0)).unwrap();
+    {
+        let mut conn = repository.connection().unwrap();
+        match &mut *conn {
+            DbConnection::Postgresql(pg) => {
+                pg.revert_last_migration(POSTGRES_MIGRATIONS).unwrap();
+            }
+            DbConnection::Sqlite(sqlite) => {
+                sqlite.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+            }
+        }
+    }
+    // The earlier triggers count inserts, changes of status and time, and deletions.
+    repository.upsert(&round(1)).unwrap();
+    repository.upsert(&round(2)).unwrap();
+    execute_sql(
+        &repository,
+        "DELETE FROM backup_items WHERE project_id = 't0' AND created_at_us < 0",
+    );
+    exact("after reverting");
+    assert_eq!(repository.migrate().unwrap(), 1, "{db:?}");
+    assert_eq!(repository.check_counters().unwrap(), vec![], "{db:?}");
+    repository.upsert(&round(3)).unwrap();
+    exact("after migrating up again");
+    assert_eq!(repository.check_counters().unwrap(), vec![], "{db:?}");
+}
+
 fn drift_is_reported_and_rebuilt(db: TestDatabase) {
     let repository = db.repository();
     let records: Vec<_> = (0..10)
@@ -483,4 +554,5 @@ backend_tests!(
     counters_equal_row_counts_after_every_step,
     counters_stay_exact_under_concurrent_writers,
     drift_is_reported_and_rebuilt,
+    the_newest_migration_reverts_and_reapplies,
 );
