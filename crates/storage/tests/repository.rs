@@ -332,7 +332,20 @@ fn migrations_run_without_the_statement_timeout_and_put_it_back() {
         },
     )
     .unwrap();
-    assert!(impatient.migrate().unwrap() > 0);
+    // The session's one statement before the timeout is lifted (reading its value) may itself
+    // outlast 1 ms on a loaded machine; it is retried. A migration statement run under the
+    // timeout would be cancelled on every attempt, and the test fails.
+    let mut applied = 0;
+    for _ in 0..5 {
+        match impatient.migrate() {
+            Err(StorageError::Timeout) => continue,
+            outcome => {
+                applied += outcome.unwrap();
+                break;
+            }
+        }
+    }
+    assert!(applied > 0);
     // Checked through a patient pool: any statement of the impatient one may outlast 1 ms on
     // a loaded machine, the readiness query included.
     assert!(db.repository().is_ready().unwrap());
