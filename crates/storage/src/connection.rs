@@ -253,14 +253,14 @@ fn require_parent_dir(path: &Path) -> Result<(), StorageError> {
 /// The first connection of a one-shot command (`migrate`, `import`, …), made at once: a
 /// failure that waiting will not cure (refused, no such database or role, bad credentials, a
 /// file that cannot be opened) is answered as one line that says what to do, rather than by
-/// the pool's retries until its timeout. `Ok(false)`: a failure that may pass (the server is
-/// starting, a timeout); the pool's retries are the answer to it.
+/// the pool's retries until its timeout. A failure that may pass (the server is starting, a
+/// timeout) is `Ok`: the pool's retries are the answer to it.
 pub fn check_reachable(
     url: &DatabaseUrl,
     settings: &ConnectionSettings,
-) -> Result<bool, StorageError> {
+) -> Result<(), StorageError> {
     let message = match establish(url, settings) {
-        Ok(_) => return Ok(true),
+        Ok(_) => return Ok(()),
         // Already says what to do (a SQLite folder that does not exist).
         Err(error @ StorageError::Configuration(_)) => return Err(error),
         // Connecting, or setting the session up (SQLite's pragmas meet a read-only or
@@ -271,51 +271,58 @@ pub fn check_reachable(
     let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
     match advice(url, &one_line) {
         Some(advice) => Err(StorageError::Unavailable(format!("{one_line}; {advice}"))),
-        None => Ok(false),
+        None => Ok(()),
     }
 }
 
-/// What to do about a permanent connection failure; `None` for one that may pass.
+/// What to do about a permanent connection failure; `None` for one that may pass. The texts
+/// are libpq's and SQLite's own.
 fn advice(url: &DatabaseUrl, message: &str) -> Option<String> {
     let has = |text: &str| message.contains(text);
     let setting = "database.url (DATABASE_URL)";
-    if has("Connection refused")
-        || has("could not translate host name")
-        || has("No such file or directory")
-    {
-        return Some(format!(
-            "check that PostgreSQL runs there, and the host and port in {setting}"
-        ));
+    match url {
+        DatabaseUrl::Postgres(_) => {
+            if has("Connection refused")
+                || has("could not translate host name")
+                || has("No such file or directory")
+            {
+                return Some(format!(
+                    "check that PostgreSQL runs there, and the host and port in {setting}"
+                ));
+            }
+            if has("database \"") && has("does not exist") {
+                let name = message
+                    .split("database \"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("NAME");
+                return Some(format!(
+                    "create it first, e.g. `createdb {name}` with the host, port and user of \
+                     {setting}"
+                ));
+            }
+            let credentials = has("password authentication failed")
+                || has("role \"")
+                || has("no password supplied")
+                || has("no pg_hba.conf entry")
+                || has("permission denied");
+            credentials.then(|| format!("check the user and password in {setting}"))
+        }
+        // A file that cannot be opened or written is permanent; a lock held by another
+        // process (`database is locked`, one migrating the same new file) passes.
+        DatabaseUrl::Sqlite(_) => {
+            let lower = message.to_ascii_lowercase();
+            ["unable to open", "readonly database", "not a database"]
+                .iter()
+                .any(|text| lower.contains(text))
+                .then(|| {
+                    format!(
+                        "check that the SQLite file can be opened and written, or point \
+                         {setting} elsewhere"
+                    )
+                })
+        }
     }
-    if has("database \"") && has("does not exist") {
-        let name = message
-            .split("database \"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or("NAME");
-        return Some(format!(
-            "create it first, e.g. `createdb {name}` with the host, port and user of {setting}"
-        ));
-    }
-    if has("password authentication failed")
-        || has("role \"")
-        || has("no password supplied")
-        || has("no pg_hba.conf entry")
-        || has("permission denied")
-    {
-        return Some(format!("check the user and password in {setting}"));
-    }
-    // SQLite: a file that cannot be opened or written is permanent; a lock held by another
-    // process (`database is locked`, one migrating the same new file) passes.
-    let sqlite_permanent = ["unable to open", "readonly database", "not a database"]
-        .iter()
-        .any(|text| message.to_ascii_lowercase().contains(text));
-    if matches!(url, DatabaseUrl::Sqlite(_)) && sqlite_permanent {
-        return Some(format!(
-            "check that the SQLite file can be opened and written, or point {setting} elsewhere"
-        ));
-    }
-    None
 }
 
 #[cfg(test)]
