@@ -30,8 +30,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub import: ImportSettings,
     pub ingest: IngestSettings,
-    /// Where the service keeps its own files (the generated signing secret, the default
-    /// SQLite database).
+    /// Where the service keeps its own files (the generated signing secret). The default
+    /// SQLite database is in `default_data_dir`, which this does not move.
     pub data_dir: PathBuf,
     /// The default `data_dir`, resolved as it is: the default database's folder even when
     /// `data_dir` is set elsewhere.

@@ -46,10 +46,9 @@ impl Application {
         let pool_settings = settings.database.pool_settings();
         let repository = settings.open_repository(Reach::Eventually)?;
 
-        let data_dir = settings.data_dir.clone();
         let secret = settings
             .auth
-            .with_generated_secret(&data_dir, IfMissing::Create)?;
+            .with_generated_secret(&settings.data_dir, IfMissing::Create)?;
         if let SecretSource::DataDir(path) = secret {
             tracing::warn!(
                 secret_file = %path.display(),

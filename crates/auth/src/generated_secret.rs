@@ -92,16 +92,11 @@ fn load_or_create(path: &Path) -> Result<SecretString, GeneratedSecretError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io("create the data folder", dir, e))?;
     }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let fresh = random_hex::<32>();
 
     // Written whole under a name of its own, then linked into place: a reader (another
     // process starting at once) never sees a half-written file, and whoever links first wins.
-    let mut suffix = [0u8; 8];
-    rand::rng().fill_bytes(&mut suffix);
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let draft = path.with_extension(format!("draft-{suffix}"));
+    let draft = path.with_extension(format!("draft-{}", random_hex::<8>()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -130,6 +125,13 @@ fn load_or_create(path: &Path) -> Result<SecretString, GeneratedSecretError> {
     }
 }
 
+/// `N` random bytes, in hex.
+fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The secret in `path`; an empty file is an error that names it.
 fn read_existing(path: &Path) -> Result<SecretString, GeneratedSecretError> {
     let text = std::fs::read_to_string(path).map_err(|e| io("read", path, e))?;
@@ -150,10 +152,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn scratch() -> PathBuf {
-        let mut name = [0u8; 8];
-        rand::rng().fill_bytes(&mut name);
-        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
-        std::env::temp_dir().join(format!("csbs-secret-{name}"))
+        std::env::temp_dir().join(format!("csbs-secret-{}", random_hex::<8>()))
     }
 
     #[test]

@@ -10,10 +10,9 @@ use crate::settings::Settings;
 
 /// Prints a token for `args`.
 pub fn run(mut settings: Settings, args: &TokenArgs) -> anyhow::Result<()> {
-    let data_dir = settings.data_dir.clone();
     settings
         .auth
-        .with_generated_secret(&data_dir, IfMissing::Refuse)?;
+        .with_generated_secret(&settings.data_dir, IfMissing::Refuse)?;
     let secret = settings.auth.hmac_secret.as_ref().context(
         "no HMAC secret is configured (only public keys): tokens come from your identity provider",
     )?;
