@@ -21,6 +21,12 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /build
 ENV CARGO_TERM_COLOR=never
 
+# Cargo's registry and target folder are cache mounts: where the build machine keeps them, a
+# rebuild compiles only what changed (a new dependency, or the service's own crates). The
+# binary is copied out of the cached target folder within the same step. Cargo locks both
+# folders itself, so concurrent builds need no `sharing=locked` (which also hangs buildah 1.28,
+# Debian 12's podman, on the second step that mounts the same cache).
+#
 # Dependencies first, in their own layer: it is rebuilt only when a manifest or Cargo.lock
 # changes, not when the service's sources do. The workspace's crates are empty stubs here;
 # their artifacts are cleaned afterwards so that the real sources are always compiled below,
@@ -34,7 +40,9 @@ COPY crates/api/Cargo.toml crates/api/
 COPY crates/sample-data/Cargo.toml crates/sample-data/
 COPY crates/test-support/Cargo.toml crates/test-support/
 COPY crates/bench/Cargo.toml crates/bench/
-RUN for crate in domain storage auth api sample-data test-support bench; do \
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    for crate in domain storage auth api sample-data test-support bench; do \
         mkdir -p "crates/${crate}/src" && : > "crates/${crate}/src/lib.rs"; \
     done \
     && for binary in api bench; do echo 'fn main() {}' > "crates/${binary}/src/main.rs"; done \
@@ -47,7 +55,9 @@ RUN for crate in domain storage auth api sample-data test-support bench; do \
 COPY crates crates
 COPY migrations migrations
 COPY config config
-RUN cargo build --release --locked -p csbs-api \
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    cargo build --release --locked -p csbs-api \
     && install -D -m 0755 target/release/csbs-api /out/app/csbs-api \
     && mkdir -p /out/var/lib/csbs
 

@@ -12,7 +12,7 @@
 #                    every file compiled into the binary is copied and not .dockerignored,
 #                    every CSBS__ variable names a real setting, and the image and the compose
 #                    file agree on the port, the data folder, the binary and the health checks
-#   ShellCheck       this script
+#   ShellCheck       this script and the other container, image and PgBouncer scripts
 #
 # Idempotent: installs what it lacks (pinned versions) under $CSBS_CHECK_TOOLS (default
 # ~/.cache/csbs-container-checks), then checks. Exits 1 on any finding or on a check that
@@ -332,7 +332,8 @@ early_sources = {s for words in early_copies for s in words[:-1] if not s.starts
 for required in ["Cargo.toml", "Cargo.lock"]:
     if required not in early_sources:
         problem(f"{required} is not copied before the dependency build")
-stub_step = build_steps[first_cargo][1]
+# The RUN's own options (`--mount=type=cache,…`) are the engine's, not the shell's.
+stub_step = re.sub(r"^(\s*--[a-z]+=\S+\s+)+", "", build_steps[first_cargo][1])
 for member in members:
     if f"{member}/Cargo.toml" not in early_sources:
         problem(f"workspace member {member}: its Cargo.toml is not copied for the dependency layer")
@@ -506,9 +507,10 @@ for name, service in services.items():
 sys.exit(1 if problems else 0)
 PYTHON
 
-say "shellcheck: scripts/check-container-files.sh, scripts/compose-env.sh"
+say "shellcheck: the container, image and PgBouncer scripts"
 if install_shellcheck; then
-    if shellcheck scripts/check-container-files.sh scripts/compose-env.sh; then echo ok; else fail shellcheck; fi
+    if shellcheck scripts/check-container-files.sh scripts/compose-env.sh scripts/image-stand-ins.sh \
+        scripts/check-image.sh scripts/pgbouncer.sh; then echo ok; else fail shellcheck; fi
 else
     skip shellcheck "shellcheck is not installed and could not be"
 fi

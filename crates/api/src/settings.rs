@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use csbs_auth::AuthSettings;
 use csbs_storage::{
-    Backend, ConnectionSettings, DatabaseUrl, PoolSettings, Repository, StorageError,
+    Backend, ConnectionSettings, DatabaseUrl, PoolMode, PoolSettings, Repository, StorageError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -86,6 +86,27 @@ pub struct DatabaseSettings {
     /// The longest a request waits for the database, the wait for a connection included;
     /// then 503.
     pub request_timeout_ms: u64,
+    /// `session` (PostgreSQL itself, or a pooler in session mode) or `transaction` (a pooler
+    /// that lends server sessions per transaction, such as PgBouncer's transaction mode).
+    pub pool_mode: PoolModeSetting,
+}
+
+/// `database.pool_mode`, read through `TryFrom<String>` to name the values allowed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct PoolModeSetting(pub PoolMode);
+
+impl TryFrom<String> for PoolModeSetting {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        PoolMode::parse(&value).map(Self).ok_or_else(|| {
+            format!(
+                "`{value}` is not a pool mode: use {}",
+                PoolMode::NAMES.map(|name| format!("`{name}`")).join(" or ")
+            )
+        })
+    }
 }
 
 /// Logging.
@@ -174,6 +195,7 @@ impl DatabaseSettings {
                 statement_timeout: Duration::from_millis(self.statement_timeout_ms),
                 connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
                 sqlite_busy_timeout: Duration::from_millis(self.sqlite_busy_timeout_ms),
+                pool_mode: self.pool_mode.0,
             },
             ..PoolSettings::default()
         }
@@ -431,11 +453,16 @@ mod tests {
             ),
             ("CSBS__AUTH__PUBLIC_KEY_FILES", "/keys/a.pem,/keys/b.pem"),
             ("CSBS__LOG__FORMAT", "json"),
+            ("CSBS__DATABASE__POOL_MODE", "transaction"),
             ("DATABASE_URL", "postgres://app:pw@db/csbs"),
             ("OTHER", "ignored"),
         ])
         .unwrap();
         assert_eq!(settings.server.bind, "0.0.0.0:9000");
+        assert_eq!(
+            settings.database.pool_settings().connection.pool_mode,
+            PoolMode::Transaction
+        );
         assert_eq!(settings.database.max_connections, 16);
         assert_eq!(
             settings

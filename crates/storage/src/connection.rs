@@ -1,9 +1,10 @@
 //! Connections: the backend chosen by the URL scheme, and every connection set up the same way.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{CacheSize, SimpleConnection};
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 use secrecy::{ExposeSecret, SecretString};
@@ -119,6 +120,36 @@ fn redact_query_password(tail: &str) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
+/// How the service's connections reach PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolMode {
+    /// Each connection is a server session of its own for as long as it is open: PostgreSQL
+    /// itself, or a pooler in session mode (PgBouncer `pool_mode = session`). Statements are
+    /// prepared once per connection and kept; the statement timeout is set per session.
+    #[default]
+    Session,
+    /// Through a pooler that lends a server session for one transaction at a time (PgBouncer
+    /// `pool_mode = transaction`), so nothing may outlive a transaction: statements are sent
+    /// unnamed (parsed and run in one round trip, never kept), and the statement timeout is the
+    /// server's own setting for the role or database (`ALTER ROLE … SET statement_timeout`),
+    /// since a `SET` would stay on whichever server session ran it.
+    Transaction,
+}
+
+impl PoolMode {
+    /// The names the setting takes.
+    pub const NAMES: [&'static str; 2] = ["session", "transaction"];
+
+    /// `session` or `transaction`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "session" => Some(Self::Session),
+            "transaction" => Some(Self::Transaction),
+            _ => None,
+        }
+    }
+}
+
 /// How each new connection is set up.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
@@ -129,6 +160,8 @@ pub struct ConnectionSettings {
     pub connect_timeout: Duration,
     /// How long SQLite waits for a lock held by another writer before answering busy.
     pub sqlite_busy_timeout: Duration,
+    /// Whether a PostgreSQL connection is a session of its own or lent per transaction.
+    pub pool_mode: PoolMode,
 }
 
 impl Default for ConnectionSettings {
@@ -137,6 +170,7 @@ impl Default for ConnectionSettings {
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             sqlite_busy_timeout: Duration::from_secs(5),
+            pool_mode: PoolMode::Session,
         }
     }
 }
@@ -158,12 +192,22 @@ pub fn establish(
             let url = with_libpq_defaults(secret.expose_secret(), settings);
             let mut conn = PgConnection::establish(&url)
                 .map_err(|e| StorageError::Unavailable(scrub(&e.to_string(), secret)))?;
-            // Set per session, not in the URL, so a URL with its own `options` keeps them.
-            conn.batch_execute(&format!(
-                "SET statement_timeout = {}",
-                settings.statement_timeout.as_millis()
-            ))
-            .map_err(StorageError::from)?;
+            match settings.pool_mode {
+                // Set per session, not in the URL, so a URL with its own `options` keeps them.
+                PoolMode::Session => conn
+                    .batch_execute(&format!(
+                        "SET statement_timeout = {}",
+                        settings.statement_timeout.as_millis()
+                    ))
+                    .map_err(StorageError::from)?,
+                PoolMode::Transaction => {
+                    // A named statement prepared in one transaction may be missing from the
+                    // server session of the next, or be another client's statement of the same
+                    // name there.
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                    warn_without_server_timeout(&mut conn);
+                }
+            }
             Ok(DbConnection::Postgresql(conn))
         }
         DatabaseUrl::Sqlite(path) => {
@@ -189,6 +233,78 @@ pub fn establish(
             .map_err(StorageError::from)?;
             Ok(DbConnection::Sqlite(conn))
         }
+    }
+}
+
+/// How long the probe of [`lent_per_transaction`] holds its second session's transaction
+/// open for the first session's answer.
+const PROBE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Whether the server session behind `conn` is lent to other clients between transactions
+/// (a pooler in transaction mode), as far as can be seen from here: `Some(true)` when it was
+/// seen, `Some(false)` when the probe saw a session of its own, `None` when it could not tell.
+///
+/// `conn` prepares a statement under a fresh name; a second connection to `url` then opens a
+/// transaction, which holds a server session, and looks for that statement while `conn` looks
+/// for it too. With sessions of their own, only `conn` finds it. Lent per transaction, the
+/// second connection is most often lent the very session `conn` just gave back (PgBouncer's
+/// default, `server_round_robin = 0`, reuses the last one) and finds the statement, or `conn`
+/// is lent another one and misses it. A pooler that lent each of them back its own session
+/// would go unseen: hence `database.pool_mode`, and the runtime check of
+/// `errors::pooled_per_transaction`.
+pub(crate) fn lent_per_transaction(
+    url: &DatabaseUrl,
+    settings: &ConnectionSettings,
+    conn: &mut PgConnection,
+) -> Option<bool> {
+    let name = format!("csbs_session_probe_{}", uuid::Uuid::new_v4().simple());
+    conn.batch_execute(&format!("PREPARE {name} AS SELECT 1"))
+        .ok()?;
+    let DbConnection::Postgresql(mut other) = establish(url, settings).ok()? else {
+        return None;
+    };
+    let sees = |pg: &mut PgConnection| {
+        diesel::sql_query(
+            "SELECT count(*)::text AS value FROM pg_prepared_statements WHERE name = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .get_result::<SettingRow>(pg)
+        .ok()
+        .map(|row| row.value != "0")
+    };
+    other.batch_execute("BEGIN").ok()?;
+    let other_sees = sees(&mut other);
+    let (answer, answered) = std::sync::mpsc::channel();
+    let verdict = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = answer.send(sees(conn));
+        });
+        // Waited for with the transaction open: a pool of one server session would lend it to
+        // `conn` only after it ends, and the answer would then prove nothing.
+        let own_sees = answered.recv_timeout(PROBE_PATIENCE).ok().flatten();
+        let _ = other.batch_execute("ROLLBACK");
+        match (own_sees, other_sees) {
+            (Some(own), Some(other)) => Some(!own || other),
+            _ => None,
+        }
+    });
+    let _ = conn.batch_execute(&format!("DEALLOCATE {name}"));
+    verdict
+}
+
+/// Warns, once per process, when transaction pooling leaves statements without a timeout: the
+/// server's own `statement_timeout` for the role or database is then the only one.
+fn warn_without_server_timeout(conn: &mut PgConnection) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let unbounded = diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
+        .get_result::<SettingRow>(conn)
+        .is_ok_and(|row| row.value == "0");
+    if unbounded && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "database.pool_mode = \"transaction\" and the server sets no statement_timeout: \
+             statements run unbounded (set one with ALTER ROLE <role> SET statement_timeout = \
+             '5s', or ALTER DATABASE)"
+        );
     }
 }
 

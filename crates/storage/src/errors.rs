@@ -114,6 +114,20 @@ const CONNECTION_LOST_MESSAGES: &[&str] = &[
     "ssl syscall",
 ];
 
+/// What PostgreSQL says when a connection's prepared statements are not in the server session
+/// that runs its next statement: the connection goes through a pooler that lends sessions per
+/// transaction (PgBouncer `pool_mode = transaction`) while `database.pool_mode` is `session`.
+/// (diesel names its statements `__diesel_stmt_N` on every connection alike.)
+fn pooled_per_transaction(message: &str) -> bool {
+    message.contains("prepared statement \"__diesel_stmt_")
+        && (message.contains("does not exist") || message.contains("already exists"))
+}
+
+/// The advice a [`pooled_per_transaction`] error is answered with.
+const POOLED_PER_TRANSACTION: &str = "the connection's prepared statements are not in its \
+    server session: PostgreSQL is reached through a pooler in transaction mode; set \
+    database.pool_mode = \"transaction\" (CSBS__DATABASE__POOL_MODE)";
+
 /// Whether the connection `error` came from must not be used again: it is dead, or it is in a
 /// state that outlives the fault (a read-only session stays read-only after its server is
 /// writable again, and one connected to a demoted primary stays connected to a standby).
@@ -131,6 +145,7 @@ pub(crate) fn connection_lost(error: &DieselError) -> bool {
                 .iter()
                 .chain(READ_ONLY_MESSAGES)
                 .any(|m| message.contains(m))
+                || pooled_per_transaction(&message)
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,
@@ -156,6 +171,8 @@ impl From<DieselError> for StorageError {
                     Self::ReadOnly(info.message().to_owned())
                 } else if any(STORAGE_FULL_MESSAGES) {
                     Self::StorageFull(info.message().to_owned())
+                } else if pooled_per_transaction(&message) {
+                    Self::Unavailable(POOLED_PER_TRANSACTION.to_owned())
                 } else if any(UNAVAILABLE_MESSAGES) {
                     Self::Unavailable(info.message().to_owned())
                 } else {
@@ -228,6 +245,24 @@ mod tests {
                 true,
             ),
             (Unknown, "database is locked", "unavailable", false),
+            (
+                Unknown,
+                "prepared statement \"__diesel_stmt_3\" does not exist",
+                "unavailable",
+                true,
+            ),
+            (
+                Unknown,
+                "prepared statement \"__diesel_stmt_0\" already exists",
+                "unavailable",
+                true,
+            ),
+            (
+                Unknown,
+                "prepared statement \"mine\" does not exist",
+                "other",
+                false,
+            ),
             (Unknown, "syntax error at or near \"SELEC\"", "other", false),
         ];
         for (kind, message, expected, lost) in cases {

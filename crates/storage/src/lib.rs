@@ -17,7 +17,7 @@ mod sql;
 mod sqlite_timeout;
 
 pub use connection::{
-    check_reachable, establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection,
+    check_reachable, establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection, PoolMode,
 };
 pub use errors::StorageError;
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::connection::InstrumentationEvent;
+use diesel::connection::{CacheSize, InstrumentationEvent};
 use diesel::r2d2::R2D2Connection;
 use diesel::Connection;
 
-use crate::connection::{establish, ConnectionSettings, DatabaseUrl, DbConnection};
+use crate::connection::{
+    establish, lent_per_transaction, ConnectionSettings, DatabaseUrl, DbConnection, PoolMode,
+};
 use crate::sqlite_timeout::{self, StatementClock, Suspended};
 use crate::StorageError;
 
@@ -154,6 +156,12 @@ pub struct ConnectionManager {
     url: DatabaseUrl,
     settings: ConnectionSettings,
     max_lifetime: Duration,
+    /// Whether the first PostgreSQL connection has been probed for transaction pooling.
+    probed: AtomicBool,
+    /// Set when the probe saw server sessions lent per transaction although the settings say
+    /// `session`: the connections opened since behave as in transaction mode. Shared with the
+    /// repository, which adapts its maintenance to it.
+    lent_per_transaction: Arc<AtomicBool>,
 }
 
 impl ConnectionManager {
@@ -163,6 +171,54 @@ impl ConnectionManager {
             url,
             settings,
             max_lifetime,
+            probed: AtomicBool::new(false),
+            lent_per_transaction: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The pool mode the connections are opened in, now and later.
+    pub fn pool_mode(&self) -> EffectivePoolMode {
+        EffectivePoolMode {
+            configured: self.settings.pool_mode,
+            lent_per_transaction: Arc::clone(&self.lent_per_transaction),
+        }
+    }
+
+    /// Probes the first PostgreSQL connection of a pool configured for `session` (see
+    /// [`lent_per_transaction`]); seen lent per transaction, this and every later connection
+    /// prepares no named statements, so that none runs another client's statement of the
+    /// same name.
+    fn probe(&self, connection: &mut DbConnection) {
+        let DbConnection::Postgresql(pg) = connection else {
+            return;
+        };
+        if self.pool_mode().get() != PoolMode::Session || self.probed.load(Ordering::Relaxed) {
+            return;
+        }
+        match lent_per_transaction(&self.url, &self.settings, pg) {
+            Some(lent) => {
+                self.probed.store(true, Ordering::Relaxed);
+                if lent {
+                    self.lent_per_transaction.store(true, Ordering::Relaxed);
+                    pg.set_prepared_statement_cache_size(CacheSize::Disabled);
+                    tracing::warn!(
+                        "PostgreSQL server sessions are lent per transaction (a pooler such as \
+                         PgBouncer in pool_mode = transaction), but database.pool_mode is \
+                         \"session\": prepared statements are off from now on; set \
+                         database.pool_mode = \"transaction\" (CSBS__DATABASE__POOL_MODE) and give \
+                         the role a statement_timeout on the server"
+                    );
+                }
+            }
+            None => tracing::debug!("could not tell whether server sessions are pooled"),
+        }
+    }
+
+    /// The settings a new connection is opened with.
+    fn connection_settings(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            pool_mode: self.pool_mode().get(),
+            ..self.settings.clone()
         }
     }
 }
@@ -172,7 +228,8 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = StorageError;
 
     fn connect(&self) -> Result<PooledDb, StorageError> {
-        let mut connection = establish(&self.url, &self.settings)?;
+        let mut connection = establish(&self.url, &self.connection_settings())?;
+        self.probe(&mut connection);
         let clock = Arc::new(StatementClock::default());
         let sqlite_timeout = match &connection {
             // `establish` has just opened it, on this thread.
@@ -236,6 +293,25 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
+/// The pool mode a pool's connections are opened in: the configured one, or `Transaction` once
+/// its probe has seen server sessions lent per transaction.
+#[derive(Debug, Clone)]
+pub struct EffectivePoolMode {
+    configured: PoolMode,
+    lent_per_transaction: Arc<AtomicBool>,
+}
+
+impl EffectivePoolMode {
+    /// The mode now.
+    pub fn get(&self) -> PoolMode {
+        if self.lent_per_transaction.load(Ordering::Relaxed) {
+            PoolMode::Transaction
+        } else {
+            self.configured
+        }
+    }
+}
+
 /// Logs connection failures of the pool's background work with their real cause.
 #[derive(Debug)]
 struct LogErrors;
@@ -246,9 +322,12 @@ impl r2d2::HandleError<StorageError> for LogErrors {
     }
 }
 
-/// Builds the pool without connecting: the service starts while the database is down and
-/// recovers by itself when it comes back.
-pub fn build_pool(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Pool, StorageError> {
+/// Builds the pool without connecting (the service starts while the database is down and
+/// recovers by itself when it comes back), with the mode its connections are opened in.
+pub fn build_pool(
+    url: &DatabaseUrl,
+    settings: &PoolSettings,
+) -> Result<(Pool, EffectivePoolMode), StorageError> {
     let max_size = match url {
         DatabaseUrl::Sqlite(_) => settings.max_size.clamp(1, 4),
         DatabaseUrl::Postgres(_) => settings.max_size.max(1),
@@ -258,7 +337,8 @@ pub fn build_pool(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Pool, St
         settings.connection.clone(),
         settings.max_lifetime,
     );
-    Ok(r2d2::Pool::builder()
+    let mode = manager.pool_mode();
+    let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(settings.min_idle.min(max_size)))
         .connection_timeout(settings.connection_timeout)
@@ -266,5 +346,6 @@ pub fn build_pool(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Pool, St
         .max_lifetime(Some(settings.max_lifetime))
         .test_on_check_out(true)
         .error_handler(Box::new(LogErrors))
-        .build_unchecked(manager))
+        .build_unchecked(manager);
+    Ok((pool, mode))
 }

@@ -4,7 +4,8 @@
 //! list that the queries are tested against.
 //!
 //! PostgreSQL is found at `CSBS_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). Under CI (`CI` set) an unreachable
+//! `postgres://postgres@127.0.0.1:5432/postgres`), and may be reached through a PgBouncer
+//! ([`pgbouncer`]). Under CI (`CI` set) an unreachable
 //! PostgreSQL fails the tests; elsewhere they run on SQLite alone and say so once per test
 //! binary, on stderr past the harness's capture.
 
@@ -17,7 +18,7 @@ use std::sync::OnceLock;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-use csbs_storage::{Backend, Checkout, DatabaseUrl, PoolSettings, Repository};
+use csbs_storage::{Backend, Checkout, DatabaseUrl, PoolMode, PoolSettings, Repository};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -30,8 +31,9 @@ pub struct TestDatabase {
 
 enum Cleanup {
     Directory(PathBuf),
-    // Dropping the schema drops it on the server.
+    // Dropping these drops them on the server.
     Schema(#[allow(dead_code)] PostgresSchema),
+    Database(#[allow(dead_code)] PostgresDatabase),
 }
 
 impl std::fmt::Debug for TestDatabase {
@@ -84,14 +86,34 @@ impl TestDatabase {
     }
 
     /// A new schema on the PostgreSQL server at `admin_url`, made the connection's
-    /// `search_path` through the URL.
+    /// `search_path` through the URL; or, when the tests go through PgBouncer
+    /// ([`pgbouncer`]), a new database there, reached through PgBouncer (which passes no
+    /// `search_path` on).
     pub fn postgres(admin_url: &str) -> Self {
+        if let Some(pooler) = pgbouncer() {
+            let database = PostgresDatabase::create(admin_url, &pooler.url)
+                .unwrap_or_else(|error| panic!("a test database on the test PostgreSQL: {error}"));
+            return Self {
+                url: database.url.clone(),
+                backend: Backend::Postgres,
+                cleanup: Cleanup::Database(database),
+            };
+        }
         let schema = PostgresSchema::create(admin_url, "csbs_test")
             .unwrap_or_else(|error| panic!("a test schema on the test PostgreSQL: {error}"));
         Self {
             url: schema.url().to_owned(),
             backend: Backend::Postgres,
             cleanup: Cleanup::Schema(schema),
+        }
+    }
+
+    /// The pool mode the service must be configured with for this database
+    /// (`database.pool_mode`): `transaction` behind a transaction-pooling PgBouncer.
+    pub fn pool_mode(&self) -> PoolMode {
+        match (self.backend, pgbouncer()) {
+            (Backend::Postgres, Some(pooler)) => pooler.mode,
+            _ => PoolMode::Session,
         }
     }
 
@@ -127,7 +149,9 @@ impl TestDatabase {
 
     fn open(&self, settings: &PoolSettings) -> Repository {
         let url = DatabaseUrl::parse(&self.url).expect("a valid test database URL");
-        Repository::open(&url, settings).expect("a pool on the test database")
+        let mut settings = settings.clone();
+        settings.connection.pool_mode = self.pool_mode();
+        Repository::open(&url, &settings).expect("a pool on the test database")
     }
 }
 
@@ -135,6 +159,76 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Cleanup::Directory(dir) = &self.cleanup {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The PgBouncer the PostgreSQL tests go through, when `CSBS_TEST_PGBOUNCER_URL` names one
+/// (`postgres://USER@HOST:PORT`, with a `* = host=… port=…` fallback entry that reaches the
+/// server of `CSBS_TEST_POSTGRES_URL`), in the mode `CSBS_TEST_PGBOUNCER_POOL_MODE` says it
+/// runs (`session` or `transaction`, default `transaction`). Test databases are then made on
+/// the server directly and used through PgBouncer.
+#[derive(Debug, Clone)]
+pub struct Pgbouncer {
+    /// The URL without a database.
+    pub url: String,
+    /// The pool mode PgBouncer runs in.
+    pub mode: PoolMode,
+}
+
+/// See [`Pgbouncer`].
+///
+/// # Panics
+/// When `CSBS_TEST_PGBOUNCER_POOL_MODE` is neither `session` nor `transaction`.
+pub fn pgbouncer() -> Option<Pgbouncer> {
+    static POOLER: OnceLock<Option<Pgbouncer>> = OnceLock::new();
+    POOLER
+        .get_or_init(|| {
+            let url = std::env::var("CSBS_TEST_PGBOUNCER_URL").ok()?;
+            let mode = std::env::var("CSBS_TEST_PGBOUNCER_POOL_MODE")
+                .unwrap_or_else(|_| "transaction".into());
+            let mode = PoolMode::parse(&mode).unwrap_or_else(|| {
+                panic!("CSBS_TEST_PGBOUNCER_POOL_MODE is `{mode}`, not session or transaction")
+            });
+            Some(Pgbouncer {
+                url: url.trim_end_matches('/').to_owned(),
+                mode,
+            })
+        })
+        .clone()
+}
+
+/// A database of its own on a PostgreSQL server, used through another address (a pooler);
+/// dropped, with the pooler's sessions on it, when this is dropped.
+#[derive(Debug)]
+struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PostgresDatabase {
+    fn create(admin_url: &str, pooler_url: &str) -> Result<Self, String> {
+        let name = format!("csbs_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(admin_url)
+            .map_err(|error| format!("cannot connect to PostgreSQL: {error}"))?;
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(|error| format!("cannot create database {name}: {error}"))?;
+        Ok(Self {
+            url: format!("{pooler_url}/{name}"),
+            admin_url: admin_url.to_owned(),
+            name,
+        })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = conn.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }

@@ -8,10 +8,13 @@ use csbs_api::commands::import::import;
 use csbs_test_support::{backend_tests, execute_sql, item_json, TestDatabase};
 use serde_json::json;
 
+use crate::helpers::pool_mode_name;
+
 fn csbs_api(database_url: &str, data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_csbs-api"));
     command
         .env("DATABASE_URL", database_url)
+        .env("CSBS__DATABASE__POOL_MODE", pool_mode_name(database_url))
         .env("CSBS__DATA_DIR", data_dir)
         .env("CSBS__LOG__FILTER", "warn")
         .env_remove("CSBS_ENV");
@@ -616,6 +619,12 @@ fn configuration_and_health_messages_name_the_setting() {
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("log.format") && stderr.contains("`text` or `json`"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&[("CSBS__DATABASE__POOL_MODE", "statement")], &["migrate"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("database.pool_mode") && stderr.contains("`session` or `transaction`"),
         "{stderr}"
     );
     let (code, stderr) = run(&[("CSBS__AUTH__SERVICE_TENANTS", "mine")], &["migrate"]);

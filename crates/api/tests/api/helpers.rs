@@ -8,6 +8,7 @@ use csbs_api::startup::Application;
 use csbs_api::state::AppState;
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::{BackupRecord, ProjectId};
+use csbs_storage::PoolMode;
 use csbs_test_support::{item_json, TestDatabase};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -36,12 +37,26 @@ pub fn test_settings(database_url: &str) -> Settings {
         ("CSBS__DATABASE__MIN_IDLE_CONNECTIONS", "0"),
         ("CSBS__DATABASE__POOL_TIMEOUT_MS", "500"),
         ("DATABASE_URL", database_url),
+        ("CSBS__DATABASE__POOL_MODE", pool_mode_name(database_url)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .chain([("CSBS__DATA_DIR".to_owned(), data_dir.display().to_string())])
     .collect();
     Settings::load_from(None, &env).expect("test settings")
+}
+
+/// `database.pool_mode` for `database_url`: `transaction` where the PostgreSQL tests go
+/// through a transaction-pooling PgBouncer (every test database is then reached through it).
+pub fn pool_mode_name(database_url: &str) -> &'static str {
+    let pooled = csbs_test_support::pgbouncer().filter(|pooler| {
+        pooler.mode == PoolMode::Transaction && database_url.starts_with("postgres")
+    });
+    if pooled.is_some() {
+        "transaction"
+    } else {
+        "session"
+    }
 }
 
 impl TestApp {

@@ -12,6 +12,7 @@ mod ingest;
 mod observability;
 mod openapi;
 mod outages;
+mod pooling;
 mod readme;
 mod request_bodies;
 mod scratch_cluster;

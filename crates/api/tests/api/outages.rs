@@ -123,15 +123,18 @@ async fn the_service_recovers_when_postgres_returns() {
     };
     let db = TestDatabase::postgres(&admin_url);
     db.repository(); // migrated through the direct URL
-    let proxy = SwitchableProxy::start("127.0.0.1:5432".parse().unwrap());
-    let url = db
+                     // The server the URL names (PostgreSQL, or the PgBouncer in front of it).
+    let server = db
         .url()
-        .replacen("127.0.0.1:5432", &proxy.address.to_string(), 1);
-    assert_ne!(
-        url,
-        db.url(),
-        "the test PostgreSQL URL must name 127.0.0.1:5432"
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("the test PostgreSQL URL names user@host:port");
+    let proxy = SwitchableProxy::start(
+        server
+            .parse()
+            .expect("the URL names host:port as an IP address"),
     );
+    let url = db.url().replacen(server, &proxy.address.to_string(), 1);
     let app = TestApp::spawn_with(test_settings(&url), Some(db), "postgres via proxy".into()).await;
     assert_eq!(app.count("tenant-a", "").await, 0);
 

@@ -55,6 +55,10 @@ fn the_binary_exits_zero_on_sigterm() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_csbs-api"))
         .arg("serve")
         .env("DATABASE_URL", db.url())
+        .env(
+            "CSBS__DATABASE__POOL_MODE",
+            crate::helpers::pool_mode_name(db.url()),
+        )
         .env("CSBS__DATA_DIR", &data_dir)
         .env("CSBS__SERVER__BIND", format!("127.0.0.1:{port}"))
         .env("CSBS__SERVER__SHUTDOWN_GRACE_SECONDS", "2")

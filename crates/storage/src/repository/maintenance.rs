@@ -11,7 +11,7 @@ use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
 use crate::sql::counters::{counters_apply, drift, in_snapshot, refill, with_counter_statement};
 use crate::sql::explain::{plan, Mode};
 use crate::sql::filters::filtered;
-use crate::{CounterDrift, Repository, StorageError};
+use crate::{CounterDrift, PoolMode, Repository, StorageError};
 
 impl Repository {
     /// Tidies up after a bulk load: refreshes the planner's statistics, so that the next
@@ -38,12 +38,26 @@ impl Repository {
                 // the pages it needs (0.64 vs 0.35 ms). Rebuilt without blocking reads or
                 // writes; REINDEX CONCURRENTLY cannot run in a transaction.
                 // One statement per message: several in one run as one transaction.
-                without_statement_timeout(pg, |pg| {
-                    for table in ["item_counts", "item_counts_daily", "item_counts_hourly"] {
-                        pg.batch_execute(&format!("REINDEX TABLE CONCURRENTLY {table}"))?;
-                    }
-                    Ok(())
-                })?;
+                const COUNTERS: [&str; 3] =
+                    ["item_counts", "item_counts_daily", "item_counts_hourly"];
+                match self.pool_mode() {
+                    PoolMode::Session => without_statement_timeout(pg, |pg| {
+                        for table in COUNTERS {
+                            pg.batch_execute(&format!("REINDEX TABLE CONCURRENTLY {table}"))?;
+                        }
+                        Ok(())
+                    })?,
+                    // Lent a server session per transaction, the timeout can only be lifted
+                    // inside one, where REINDEX cannot be concurrent: writers wait for the
+                    // (small) counter tables to be rebuilt.
+                    PoolMode::Transaction => pg.transaction(|pg| {
+                        let reindex = COUNTERS.map(|table| format!("REINDEX TABLE {table}"));
+                        pg.batch_execute(&format!(
+                            "SET LOCAL statement_timeout = 0; {}",
+                            reindex.join("; ")
+                        ))
+                    })?,
+                }
             }
             DbConnection::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA optimize")?,
         }

@@ -12,9 +12,9 @@ use csbs_domain::BackupStatus;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::connection::{Backend, DatabaseUrl, DbConnection};
+use crate::connection::{Backend, DatabaseUrl, DbConnection, PoolMode};
 use crate::migrations;
-use crate::pool::{build_pool, Pool, PoolSettings};
+use crate::pool::{build_pool, EffectivePoolMode, Pool, PoolSettings};
 use crate::StorageError;
 
 /// One page of a list.
@@ -43,6 +43,8 @@ pub struct StoredItem {
 pub struct Repository {
     pub(crate) pool: Pool,
     backend: Backend,
+    /// Whether PostgreSQL server sessions last as long as the connections, or one transaction.
+    pool_mode: EffectivePoolMode,
     /// Callers waiting for a connection right now (r2d2 does not say).
     waiting: Arc<AtomicI64>,
 }
@@ -103,8 +105,10 @@ impl std::ops::DerefMut for Checkout {
 impl Repository {
     /// A repository over a new pool for `url`. Does not connect: see [`Repository::migrate`].
     pub fn open(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Self, StorageError> {
+        let (pool, pool_mode) = build_pool(url, settings)?;
         Ok(Self {
-            pool: build_pool(url, settings)?,
+            pool,
+            pool_mode,
             backend: url.backend(),
             waiting: Arc::new(AtomicI64::new(0)),
         })
@@ -113,6 +117,11 @@ impl Repository {
     /// The backend behind this repository.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether PostgreSQL server sessions last as long as the connections, or one transaction.
+    pub fn pool_mode(&self) -> PoolMode {
+        self.pool_mode.get()
     }
 
     /// The pool's current state.
