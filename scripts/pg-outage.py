@@ -12,17 +12,15 @@ user allowed to) and builds the binary with cargo. Usage: python3 scripts/pg-out
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from service_harness import Service, build_binary, item, request, wait_for
+
 ADMIN_URL = os.environ.get("CSBS_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASE = "csbs_outage_test"
 POOL_TIMEOUT_MS = 1500
@@ -43,78 +41,17 @@ def pg_ready():
     return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0
 
 
-def wait_for(predicate, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def psql(sql):
     subprocess.run(["psql", ADMIN_URL, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
                    stdout=subprocess.DEVNULL)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(method, url, token, body=None, timeout=10):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"X-Auth-Token": token, "Content-Type": "application/json"})
-    started = time.time()
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.status, response.read().decode(), time.time() - started, lower(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(), time.time() - started, lower(error.headers)
-
-
-def lower(headers):
-    return {k.lower(): v for k, v in headers.items()}
-
-
-class Service:
-    def __init__(self, binary, database_url, data_dir):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ,
-                   DATABASE_URL=database_url,
-                   CSBS__DATA_DIR=data_dir,
-                   CSBS__SERVER__BIND=f"127.0.0.1:{self.port}",
-                   CSBS__DATABASE__POOL_TIMEOUT_MS=str(POOL_TIMEOUT_MS),
-                   CSBS__LOG__FILTER="warn")
-        self.log = open(os.path.join(data_dir, "service.log"), "w")
-        self.process = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self.listening, 30, "the service to listen")
-
-    def listening(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
-def item(checkpoint):
-    return {"id": str(uuid.uuid4()), "name": "outage-test", "status": "available", "version": 1,
-            "checkpoint_id": checkpoint, "resource_id": "r", "resource_type": "OS::Nova::Server",
-            "created_at": "2024-01-01T00:00:00", "extend_info": {"resource_az": "az1"}}
+def start(binary, database_url, data_dir):
+    return Service(binary, database_url, data_dir, CSBS__DATABASE__POOL_TIMEOUT_MS=str(POOL_TIMEOUT_MS))
 
 
 def main():
-    subprocess.run(["cargo", "build", "-q", "-p", "csbs-api"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "debug", "csbs-api")
+    binary = build_binary()
     if not pg_ready():
         pg_ctl("start")
         wait_for(pg_ready, 30, "PostgreSQL")
@@ -125,15 +62,12 @@ def main():
     failures = []
     service = None
     try:
-        token = lambda *args: subprocess.run(
-            [binary, "token", *args], env=dict(os.environ, CSBS__DATA_DIR=data_dir, CSBS__LOG__FILTER="error"),
-            check=True, capture_output=True, text=True).stdout.strip()
-
         # Part 1: an outage under load.
-        service = Service(binary, database_url, data_dir)
+        service = start(binary, database_url, data_dir)
         wait_for(lambda: request("GET", service.base + "/readyz", "")[0] == 200, 30, "readiness")
         # Signed with the secret the service generated in the data folder.
-        reader, engine = token("--project-id", "tenant-a"), token("--project-id", "engine", "--role", "csbs_service")
+        reader = service.token("--project-id", "tenant-a")
+        engine = service.token("--project-id", "engine", "--role", "csbs_service")
         stop = threading.Event()
         outage = {"down_at": None, "restart_at": None, "up_at": None}
         answers = []  # (time, kind, status, seconds, body, retry_after)
@@ -182,7 +116,7 @@ def main():
         if not during:
             failures.append("no request was answered while the database was down")
         for when, kind, status, seconds, body, retry_after in answers:
-            if status >= 500 and status != 503:
+            if status == 0 or (status >= 500 and status != 503):
                 failures.append(f"{kind}: {status} {body}")
             if seconds > POOL_TIMEOUT_MS / 1000 + 1.5:
                 failures.append(f"{kind}: answered after {seconds:.2f} s")
@@ -213,7 +147,7 @@ def main():
 
         # Part 2: start while the database is down, become ready by itself.
         pg_ctl("stop")
-        service = Service(binary, database_url, data_dir)
+        service = start(binary, database_url, data_dir)
         status, body, seconds, _ = request("GET", service.base + "/readyz", "")
         if status != 503:
             failures.append(f"/readyz while the database is down: {status} {body}")
