@@ -3,13 +3,15 @@
 
 Starts etcd and three Patroni members of PostgreSQL 15 on loopback ports (synchronous
 replication on: a commit is acknowledged only once a standby has it), and the service on the
-multi-host URL (`host1,host2,host3` with `target_session_attrs=read-write`). Under a steady
+multi-host URL (`host1,host2,host3` with `target_session_attrs=read-write`), every member
+also listed as a read replica (`database.replica_urls`). Under a steady
 load of counts and acknowledged ingest writes it then
   1. kills the primary with SIGKILL (its Patroni and its PostgreSQL), so that Patroni promotes a
      standby once the leader key expires;
   2. brings the old primary back, which rejoins as a standby;
   3. stops the synchronous standby with SIGSTOP for a while (writes wait for it until
-     Patroni names the other standby synchronous), then lets it go on;
+     Patroni names the other standby synchronous, and the service stops reading from it once
+     it lags), then lets it go on (and the service reads from it again once it caught up);
   4. switches over with `patronictl switchover`.
 It asserts that every answer is 200/201 or a 503 with the JSON body and `Retry-After` (never
 a 500, never a refused connection, none slower than the request timeout), that the service
@@ -45,6 +47,8 @@ POOL_TIMEOUT_MS, REQUEST_TIMEOUT_MS = 1500, 8000
 # After each change the service must answer 200 again within this long of the cluster having
 # a writable primary.
 RECOVERY_LIMIT_SECONDS = 10.0
+# Reads go to a standby while its replay is at most this far behind the primary.
+MAX_REPLICA_LAG_MS = 1000
 TENANT = "tenant-a"
 
 
@@ -281,6 +285,23 @@ class Load:
             thread.join()
 
 
+def metric_lines(service, prefix):
+    status, body, _, _ = request("GET", service.base + "/metrics", "")
+    return [line for line in body.splitlines() if line.startswith("csbs_" + prefix)] if status == 200 else []
+
+
+def replica_reads(service):
+    return sum(float(line.split()[-1]) for line in metric_lines(service, 'db_reads_total{server="replica"}'))
+
+
+def replica_usable(service, port):
+    """The service's gauge of the replica on `port`: 1 read from, 0 not, None unknown."""
+    for line in metric_lines(service, "db_replica_usable"):
+        if f":{port}/" in line:
+            return int(float(line.split()[-1]))
+    return None
+
+
 def main():
     install()
     binary = build_binary()
@@ -296,14 +317,21 @@ def main():
         print(f"cluster: {cluster.members()} in {time.time() - started:.1f} s", flush=True)
         hosts = ",".join(f"127.0.0.1:{m['pg']}" for m in MEMBERS)
         url = f"postgres://postgres:postgres@{hosts}/postgres?target_session_attrs=read-write"
+        # Every member is also a replica for reads: whichever are standbys at the moment serve
+        # them while they keep up.
+        replicas = ",".join(f"postgres://postgres:postgres@127.0.0.1:{m['pg']}/postgres" for m in MEMBERS)
         service = Service(binary, url, data_dir,
                           CSBS__DATABASE__POOL_TIMEOUT_MS=str(POOL_TIMEOUT_MS),
-                          CSBS__DATABASE__REQUEST_TIMEOUT_MS=str(REQUEST_TIMEOUT_MS))
+                          CSBS__DATABASE__REQUEST_TIMEOUT_MS=str(REQUEST_TIMEOUT_MS),
+                          CSBS__DATABASE__REPLICA_URLS=replicas,
+                          CSBS__DATABASE__MAX_REPLICA_LAG_MS=str(MAX_REPLICA_LAG_MS))
         wait_for(lambda: request("GET", service.base + "/readyz", "")[0] == 200, 60, "readiness")
         load = Load(service, service.token("--project-id", TENANT),
                     service.token("--project-id", "engine", "--role", "csbs_service"))
         load.start()
         time.sleep(3)
+        if replica_reads(service) == 0:
+            failures.append(f"no read was served by a replica: {metric_lines(service, 'db_reads_total')}")
 
         # 1. The primary dies.
         old = cluster.leader()
@@ -328,9 +356,22 @@ def main():
         else:
             stopped_at = time.time()
             cluster.signal_postgres(sync, signal.SIGSTOP)
-            time.sleep(12)
+            port = next(m["pg"] for m in MEMBERS if m["name"] == sync)
+            try:
+                wait_for(lambda: replica_usable(service, port) == 0, 10, f"{sync} taken out of reads")
+                out_after = time.time() - stopped_at
+            except AssertionError:
+                failures.append(f"{sync} stopped but still read from: {metric_lines(service, 'db_replica')}")
+                out_after = None
+            time.sleep(max(0, 12 - (time.time() - stopped_at)))
             cluster.signal_postgres(sync, signal.SIGCONT)
             resumed_at = time.time()
+            try:
+                wait_for(lambda: replica_usable(service, port) == 1, 30, f"{sync} back in reads")
+                figures.append(f"replica {sync}: out of reads {out_after:.1f} s after it stopped, back "
+                               f"{time.time() - resumed_at:.1f} s after it resumed")
+            except AssertionError:
+                failures.append(f"{sync} resumed but not read from again: {metric_lines(service, 'db_replica')}")
             back_at = load.wait_for_success(resumed_at, "200s after the standby resumed")
             with load.lock:
                 writes_while = [a for a in load.answers if stopped_at < a[0] < resumed_at and a[2] == "write"]

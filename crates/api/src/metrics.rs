@@ -3,8 +3,10 @@
 //! (resident memory, CPU, open files) come from the `process` collector.
 
 use actix_web::http::Method;
+use csbs_storage::ReplicaStatus;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric of the service, registered in its own registry.
@@ -20,6 +22,9 @@ pub struct Metrics {
     pool_in_use: IntGauge,
     pool_waiting: IntGauge,
     pool_max: IntGauge,
+    reads: IntCounterVec,
+    replica_usable: IntGaugeVec,
+    replica_lag: GaugeVec,
 }
 
 /// A metric definition that cannot fail at run time failed at start-up.
@@ -71,6 +76,27 @@ impl Metrics {
             "Requests waiting for a database connection",
         )?;
         let pool_max = gauge("db_pool_max_connections", "The pool's size limit")?;
+        let reads = IntCounterVec::new(
+            Opts::new(
+                "db_reads_total",
+                "Public reads (count, list, show) by the server that answered (primary, replica)",
+            ),
+            &["server"],
+        )?;
+        let replica_usable = IntGaugeVec::new(
+            Opts::new(
+                "db_replica_usable",
+                "1 while a replica serves reads, 0 while it is out (too far behind, or down)",
+            ),
+            &["replica"],
+        )?;
+        let replica_lag = GaugeVec::new(
+            Opts::new(
+                "db_replica_lag_seconds",
+                "Each replica's replay lag behind the primary at its last check (-1: unknown)",
+            ),
+            &["replica"],
+        )?;
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -81,6 +107,9 @@ impl Metrics {
             Box::new(pool_in_use.clone()),
             Box::new(pool_waiting.clone()),
             Box::new(pool_max.clone()),
+            Box::new(reads.clone()),
+            Box::new(replica_usable.clone()),
+            Box::new(replica_lag.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -99,7 +128,27 @@ impl Metrics {
             pool_in_use,
             pool_waiting,
             pool_max,
+            reads,
+            replica_usable,
+            replica_lag,
         })
+    }
+
+    /// Records which server answered a public read.
+    pub fn read_served(&self, server: &str) {
+        self.reads.with_label_values(&[server]).inc();
+    }
+
+    /// Sets the replicas' gauges to what their last checks found.
+    pub fn set_replicas(&self, replicas: &[ReplicaStatus]) {
+        for replica in replicas {
+            self.replica_usable
+                .with_label_values(&[&replica.label])
+                .set(i64::from(replica.usable));
+            self.replica_lag
+                .with_label_values(&[&replica.label])
+                .set(replica.lag.map_or(-1.0, |lag| lag.as_secs_f64()));
+        }
     }
 
     /// Records one answered request. `route` is a route pattern of the service or

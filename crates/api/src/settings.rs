@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use csbs_auth::AuthSettings;
 use csbs_storage::{
-    Backend, ConnectionSettings, DatabaseUrl, PoolMode, PoolSettings, Repository, StorageError,
+    Backend, ConnectionSettings, DatabaseUrl, PoolMode, PoolSettings, ReplicaSettings, Repository,
+    StorageError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -89,6 +90,13 @@ pub struct DatabaseSettings {
     /// `session` (PostgreSQL itself, or a pooler in session mode) or `transaction` (a pooler
     /// that lends server sessions per transaction, such as PgBouncer's transaction mode).
     pub pool_mode: PoolModeSetting,
+    /// PostgreSQL standbys for the public reads (count, list's first pages, show); empty: all
+    /// reads go to `url`. Secrets, like `url`.
+    pub replica_urls: Vec<SecretString>,
+    /// A replica further behind the primary than this is not read from.
+    pub max_replica_lag_ms: u64,
+    /// How often each replica's lag is measured.
+    pub replica_check_interval_ms: u64,
 }
 
 /// `database.pool_mode`, read through `TryFrom<String>` to name the values allowed.
@@ -201,6 +209,20 @@ impl DatabaseSettings {
         }
     }
 
+    /// The replicas' URLs, parsed, and how they are chosen.
+    pub fn replicas(&self) -> Result<(Vec<DatabaseUrl>, ReplicaSettings), StorageError> {
+        let urls = self
+            .replica_urls
+            .iter()
+            .map(|url| DatabaseUrl::parse(url.expose_secret()))
+            .collect::<Result<_, _>>()?;
+        let settings = ReplicaSettings {
+            max_lag: Duration::from_millis(self.max_replica_lag_ms),
+            check_interval: Duration::from_millis(self.replica_check_interval_ms.max(10)),
+        };
+        Ok((urls, settings))
+    }
+
     /// The configured database URL, parsed (`redacted()` for messages).
     pub fn database_url(&self) -> Result<DatabaseUrl, StorageError> {
         DatabaseUrl::parse(self.url.expose_secret())
@@ -250,8 +272,9 @@ impl Settings {
 }
 
 /// The environment variables of the list settings, comma-separated, and their keys.
-const LIST_VARIABLES: [(&str, &str); 2] = [
+const LIST_VARIABLES: [(&str, &str); 3] = [
     ("CSBS__AUTH__PUBLIC_KEY_FILES", "auth.public_key_files"),
+    ("CSBS__DATABASE__REPLICA_URLS", "database.replica_urls"),
     ("CSBS__SERVER__TRUSTED_PROXIES", "server.trusted_proxies"),
 ];
 
@@ -454,6 +477,10 @@ mod tests {
             ("CSBS__AUTH__PUBLIC_KEY_FILES", "/keys/a.pem,/keys/b.pem"),
             ("CSBS__LOG__FORMAT", "json"),
             ("CSBS__DATABASE__POOL_MODE", "transaction"),
+            (
+                "CSBS__DATABASE__REPLICA_URLS",
+                "postgres://r1:5432/csbs,postgres://r2:5432/csbs",
+            ),
             ("DATABASE_URL", "postgres://app:pw@db/csbs"),
             ("OTHER", "ignored"),
         ])
@@ -463,6 +490,15 @@ mod tests {
             settings.database.pool_settings().connection.pool_mode,
             PoolMode::Transaction
         );
+        let (replicas, chosen) = settings.database.replicas().unwrap();
+        assert_eq!(
+            replicas
+                .iter()
+                .map(DatabaseUrl::redacted)
+                .collect::<Vec<_>>(),
+            ["postgres://r1:5432/csbs", "postgres://r2:5432/csbs"]
+        );
+        assert_eq!(chosen.max_lag, Duration::from_millis(1000));
         assert_eq!(settings.database.max_connections, 16);
         assert_eq!(
             settings

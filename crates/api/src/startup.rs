@@ -12,7 +12,7 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App};
 use anyhow::Context;
 use csbs_auth::{IfMissing, SecretSource, TokenValidator};
-use csbs_storage::{establish, DatabaseUrl, Repository};
+use csbs_storage::{establish, DatabaseUrl, Replicas, Repository};
 
 use crate::envelope::envelope;
 use crate::http_refusals::Refusals;
@@ -66,8 +66,25 @@ impl Application {
             &pool_settings.connection,
         );
 
+        let (replica_urls, replica_settings) = settings.database.replicas()?;
+        let replicas = if replica_urls.is_empty() {
+            None
+        } else {
+            tracing::info!(
+                replicas = replica_urls.len(),
+                max_lag_ms = settings.database.max_replica_lag_ms,
+                "reads go to replicas while they keep up"
+            );
+            Some(Replicas::start(
+                &repository,
+                &replica_urls,
+                &pool_settings,
+                &replica_settings,
+            )?)
+        };
         let state = AppState {
             repository,
+            replicas,
             validator,
             readiness,
             public_base_url: Some(settings.server.public_base_url.clone())

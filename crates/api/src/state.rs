@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use csbs_auth::TokenValidator;
-use csbs_storage::{Repository, StorageError};
+use csbs_storage::{Replicas, Repository, StorageError};
 
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
@@ -36,6 +36,8 @@ impl MigrationGate {
 #[derive(Clone)]
 pub struct AppState {
     pub repository: Repository,
+    /// Standbys for the public reads, when configured (`database.replica_urls`).
+    pub replicas: Option<Replicas>,
     pub validator: Arc<TokenValidator>,
     pub readiness: Arc<MigrationGate>,
     /// Base of the URLs in `checkpoint_items_links`, when configured.
@@ -62,6 +64,41 @@ impl AppState {
     /// PostgreSQL enforces `statement_timeout` itself. Past the deadline the request is
     /// answered 503 and the blocking call is left to finish (or fail) on its own; a write may
     /// still land then, which a retry of the same write finds (versions make it idempotent).
+    /// Runs a public read (count, a list page without a marker, show) as [`AppState::run`]
+    /// does, on a replica when one is usable, else on the primary. A replica that fails the
+    /// read is set aside until its next check and the primary answers instead, so a replica
+    /// going away costs no request an error.
+    ///
+    /// List pages after a marker are not read here: a replica further behind than the server
+    /// of the previous page could lack items that page's server had after the marker, and the
+    /// client would skip them.
+    pub async fn run_read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&Repository) -> Result<T, StorageError> + Send + 'static,
+    {
+        let Some(replicas) = self.replicas.clone() else {
+            self.metrics.read_served("primary");
+            return self.run(work).await;
+        };
+        let (answer, server) = self
+            .run(move |primary| {
+                if let Some((index, replica)) = replicas.pick() {
+                    match work(replica) {
+                        Err(error) if error.is_transient() => {
+                            tracing::warn!(%error, "a read failed on a replica; the primary answers");
+                            replicas.set_aside(index);
+                        }
+                        answer => return answer.map(|answer| (answer, "replica")),
+                    }
+                }
+                work(primary).map(|answer| (answer, "primary"))
+            })
+            .await?;
+        self.metrics.read_served(server);
+        Ok(answer)
+    }
+
     pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,

@@ -10,6 +10,7 @@ mod connection;
 mod errors;
 mod migrations;
 mod pool;
+mod replicas;
 mod repository;
 mod rows;
 mod schema;
@@ -21,6 +22,7 @@ pub use connection::{
 };
 pub use errors::StorageError;
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
+pub use replicas::{ReplicaSettings, ReplicaStatus, Replicas};
 pub use repository::bulk::{BulkTotals, BulkWriter, WriterStopped};
 pub use repository::write::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,

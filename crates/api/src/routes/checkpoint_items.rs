@@ -12,7 +12,7 @@ use csbs_domain::{
     FilterParam, FilterValue, SortKey, SortSpec, COUNT_IGNORED_PARAMS, DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
 };
-use csbs_storage::ItemPage;
+use csbs_storage::{ItemPage, Repository};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
@@ -91,7 +91,7 @@ async fn count(
 ) -> Result<HttpResponse, ApiError> {
     let filter = scoped_filter(&caller, project, query.criteria, query.all_tenants)?;
     let count = state
-        .run(move |repository| repository.count(&filter))
+        .run_read(move |repository| repository.count(&filter))
         .await?;
     wire::json(StatusCode::OK, &CountAnswer { count })
 }
@@ -120,9 +120,14 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let filter = scoped_filter(&caller, project, query.criteria, query.all_tenants)?;
     let (sort, page) = (query.sort, query.page);
-    let items = state
-        .run(move |repository| repository.list(&filter, &sort, &page))
-        .await?;
+    // See AppState::run_read: a page after a marker is read from the primary.
+    let query_has_marker = page.marker.is_some();
+    let list = move |repository: &Repository| repository.list(&filter, &sort, &page);
+    let items = if query_has_marker {
+        state.run(list).await?
+    } else {
+        state.run_read(list).await?
+    };
     let next = next_link(&req, &state, &items).transpose()?;
     let answer = ListAnswer {
         checkpoint_items: items
@@ -189,7 +194,7 @@ async fn show(
     let id = ItemId::parse("checkpoint_item_id", &path.1)?;
     let lookup_id = id.clone();
     let item = state
-        .run(move |repository| repository.find(&project, &lookup_id))
+        .run_read(move |repository| repository.find(&project, &lookup_id))
         .await?
         .filter(|item| item.status != BackupStatus::Deleted)
         .ok_or_else(|| ApiError::NotFound(format!("Backup {id} does not exist")))?;

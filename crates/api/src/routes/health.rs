@@ -58,6 +58,9 @@ async fn healthz() -> Result<HttpResponse, ApiError> {
 )]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.repository.pool_state();
+    if let Some(replicas) = &state.replicas {
+        state.metrics.set_replicas(&replicas.status());
+    }
     let text = state.metrics.render(PoolGauges {
         connections: pool.connections,
         idle: pool.idle,
