@@ -385,13 +385,14 @@ async fn keystone_stopped_new_tokens_503_and_cached_ones_keep_working() {
     );
 }
 
-#[actix_web::test]
-async fn a_wrong_service_password_is_503_not_401() {
+/// A member's valid token, validated by a service whose own account is changed by `account`:
+/// the answer must be 503, never the caller's 401 (nor a success by the caller's own token).
+async fn a_misconfigured_account_is_503(account: impl FnOnce(&Keystone, &mut KeystoneSettings)) {
     let Some(keystone) = Keystone::find() else {
         return;
     };
     let app = spawn(&keystone, &keystone.url, |settings| {
-        settings.auth.keystone.password = Some(SecretString::from("not-the-password"));
+        account(&keystone, &mut settings.auth.keystone);
     })
     .await;
     let token = keystone
@@ -399,6 +400,26 @@ async fn a_wrong_service_password_is_503_not_401() {
         .await;
     let response = app.get(&count_path(&keystone.tenant_a), &token).await;
     assert_error(response, 503, "CSBS.9998").await;
+}
+
+#[actix_web::test]
+async fn a_wrong_service_password_is_503_not_401() {
+    a_misconfigured_account_is_503(|_, account| {
+        account.password = Some(SecretString::from("not-the-password"));
+    })
+    .await;
+}
+
+/// Keystone lets only the `service` role (or an administrator) validate others' tokens: a
+/// service account that is a mere member is refused (403), which is the operator's to fix.
+#[actix_web::test]
+async fn a_service_account_without_the_service_role_is_503() {
+    a_misconfigured_account_is_503(|keystone, account| {
+        account.username = "csbs-member-b".to_owned();
+        account.password = Some(SecretString::from(keystone.user_password.clone()));
+        account.project_name = "csbs-tenant-b".to_owned();
+    })
+    .await;
 }
 
 #[actix_web::test]
