@@ -311,18 +311,20 @@ async fn a_connection_lost_without_an_answer_is_resent_once() {
 #[tokio::test]
 async fn validations_in_flight_are_bounded() {
     let keystone = FakeKeystone::start().await;
-    keystone.with(|s| s.delay = Duration::from_millis(150));
+    // Twenty unknown tokens, two at a time, 100 ms each: the first few are answered, the
+    // last ones wait longer than the 600 ms allowed for a free slot.
+    keystone.with(|s| s.delay = Duration::from_millis(100));
     let observer = Arc::new(Counting::default());
     let auth = Authenticator::from_settings(
         &settings(KeystoneSettings {
             max_validations_in_flight: 2,
-            timeout_ms: 400,
+            timeout_ms: 600,
             ..keystone_settings(&keystone.url)
         }),
         Arc::clone(&observer) as Arc<dyn ValidationObserver>,
     )
     .unwrap();
-    let tasks: Vec<_> = (0..12)
+    let tasks: Vec<_> = (0..20)
         .map(|n| {
             let auth = auth.clone();
             tokio::spawn(async move { auth.validate(&format!("random-{n}")).await })
