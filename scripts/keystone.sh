@@ -2,7 +2,7 @@
 # A real Keystone on a loopback port, for the Keystone tests and for trying the service in an
 # OpenStack-style set-up: `scripts/keystone.sh start`, `stop` or `status`.
 #
-# start: installs Debian's keystone (22.x) and uwsgi when missing (service start-up suppressed
+# start: installs Debian's keystone (22.x), uwsgi and curl when missing (service start-up suppressed
 # during the install, so no web server is pulled in or started, and no system service is left
 # running), configures it in a folder of its own (SQLite, Fernet keys), runs db_sync,
 # fernet_setup, credential_setup and bootstrap, serves it with uwsgi in the background, and
@@ -29,7 +29,8 @@ say() { echo "keystone.sh: $*" >&2; }
 
 install_packages() {
     if command -v keystone-manage >/dev/null 2>&1 &&
-        [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]; then
+        [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] &&
+        command -v curl >/dev/null 2>&1; then
         return
     fi
     if [ "$(id -u)" != 0 ]; then
@@ -49,7 +50,7 @@ install_packages() {
     {
         apt-get update -qq &&
             DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                keystone uwsgi-core uwsgi-plugin-python3
+                keystone uwsgi-core uwsgi-plugin-python3 curl
     } >"${TMPDIR:-/tmp}/csbs-keystone-apt.log" 2>&1 || status=$?
     if [ -n "$own_policy" ]; then
         rm -f /usr/sbin/policy-rc.d
