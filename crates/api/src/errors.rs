@@ -7,7 +7,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use csbs_auth::{AccessDenied, AuthError};
+use csbs_auth::{AccessDenied, AuthError, ValidationError};
 use csbs_domain::ParamError;
 use csbs_storage::StorageError;
 
@@ -20,9 +20,13 @@ pub enum ApiError {
     /// A bad query parameter, path segment or body.
     #[error("Invalid request parameters: {0}")]
     InvalidParameter(#[from] ParamError),
-    /// No token, or one that fails validation.
-    #[error("Authentication failed: {0}")]
-    Unauthenticated(#[from] AuthError),
+    /// No token, or one that fails validation; `challenges` are the `WWW-Authenticate`
+    /// values, one per kind of token the service accepts.
+    #[error("Authentication failed: {error}")]
+    Unauthenticated {
+        error: AuthError,
+        challenges: Vec<String>,
+    },
     /// A valid token without the right to this request.
     #[error("Access denied: {0}")]
     Forbidden(#[from] AccessDenied),
@@ -51,6 +55,10 @@ pub enum ApiError {
     /// The database cannot answer now.
     #[error("The service is temporarily unavailable; retry later")]
     Unavailable(String),
+    /// The identity service (Keystone) cannot validate the token now. Never a 401: an identity
+    /// outage must not look like a logout.
+    #[error("The identity service is temporarily unavailable; retry later")]
+    IdentityUnavailable(String),
     /// Anything else. The cause is logged, never shown.
     #[error("Internal error")]
     Internal(String),
@@ -124,13 +132,29 @@ impl ApiError {
             | Self::PayloadTooLarge(_)
             | Self::UnsupportedEncoding(_)
             | Self::BodyTimeout(_) => ErrorCode::InvalidParameter,
-            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Unauthenticated { .. } => ErrorCode::Unauthenticated,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::NoRoute(_) | Self::MethodNotAllowed { .. } => ErrorCode::NoRoute,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::IdentityUnavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// A refused token, answered with `challenges` in `WWW-Authenticate`.
+    pub fn unauthenticated(error: AuthError, challenges: &[String]) -> Self {
+        Self::Unauthenticated {
+            error,
+            challenges: challenges.to_vec(),
+        }
+    }
+
+    /// A token that did not make a caller: 401 with `challenges`, or 503.
+    pub fn from_validation(error: ValidationError, challenges: &[String]) -> Self {
+        match error {
+            ValidationError::Rejected(error) => Self::unauthenticated(error, challenges),
+            ValidationError::Unavailable(error) => Self::IdentityUnavailable(error.to_string()),
         }
     }
 }
@@ -210,12 +234,12 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::IdentityUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -224,14 +248,19 @@ impl ResponseError for ApiError {
         match self {
             Self::Internal(cause) => tracing::error!(%cause, "request failed"),
             Self::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            Self::IdentityUnavailable(cause) => {
+                tracing::warn!(%cause, "identity service unavailable");
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
+        if self.code() == ErrorCode::Unavailable {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
         }
-        if matches!(self, Self::Unauthenticated(_)) {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        if let Self::Unauthenticated { challenges, .. } = self {
+            for challenge in challenges {
+                response.append_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+            }
         }
         if let Self::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, allow.as_str()));
@@ -290,10 +319,36 @@ mod tests {
 
     #[test]
     fn unavailable_answers_say_when_to_retry() {
-        let response = ApiError::Unavailable("x".into()).error_response();
-        assert_eq!(
-            response.headers().get(header::RETRY_AFTER).unwrap(),
-            &RETRY_AFTER_SECONDS.to_string()
-        );
+        for error in [
+            ApiError::Unavailable("x".into()),
+            ApiError::IdentityUnavailable("keystone down".into()),
+        ] {
+            let response = error.error_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER).unwrap(),
+                &RETRY_AFTER_SECONDS.to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn refused_tokens_carry_one_challenge_per_scheme() {
+        let challenges = [
+            "Keystone uri=\"http://ks/v3\"".to_owned(),
+            "Bearer".to_owned(),
+        ];
+        let response = ApiError::from_validation(
+            ValidationError::Rejected(AuthError::UnknownToken),
+            &challenges,
+        )
+        .error_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let sent: Vec<_> = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(sent, challenges);
     }
 }

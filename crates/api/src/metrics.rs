@@ -1,12 +1,14 @@
 //! Prometheus metrics, served as text at `GET /metrics`: requests by route and status with
-//! their latency, the database pool, database errors, and ingest outcomes. Process metrics
-//! (resident memory, CPU, open files) come from the `process` collector.
+//! their latency, the database pool, database errors, ingest outcomes, and Keystone token
+//! validation (outcomes, cache hits, Keystone's latency). Process metrics (resident memory,
+//! CPU, open files) come from the `process` collector.
 
 use actix_web::http::Method;
+use csbs_auth::{KeystoneCall, ValidationObserver, ValidationOutcome};
 use csbs_storage::ReplicaStatus;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric of the service, registered in its own registry.
@@ -17,6 +19,9 @@ pub struct Metrics {
     latency: HistogramVec,
     database_errors: IntCounterVec,
     ingest: IntCounterVec,
+    keystone_validations: IntCounterVec,
+    keystone_cache_hits: IntCounter,
+    keystone_latency: HistogramVec,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_in_use: IntGauge,
@@ -67,6 +72,27 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let keystone_validations = IntCounterVec::new(
+            Opts::new(
+                "keystone_validations_total",
+                "Keystone token validations, cached or not, by outcome (valid, invalid, expired, unavailable)",
+            ),
+            &["outcome"],
+        )?;
+        let keystone_cache_hits = IntCounter::new(
+            "keystone_cache_hits_total",
+            "Keystone tokens answered from the validation cache",
+        )?;
+        let keystone_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "keystone_request_duration_seconds",
+                "Latency of calls to Keystone, by call (validate, login), answered or not",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["call"],
+        )?;
         let gauge = |name: &str, help: &str| IntGauge::new(name, help);
         let pool_connections = gauge("db_pool_connections", "Open database connections")?;
         let pool_idle = gauge("db_pool_idle_connections", "Idle database connections")?;
@@ -102,6 +128,9 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(database_errors.clone()),
             Box::new(ingest.clone()),
+            Box::new(keystone_validations.clone()),
+            Box::new(keystone_cache_hits.clone()),
+            Box::new(keystone_latency.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
             Box::new(pool_in_use.clone()),
@@ -123,6 +152,9 @@ impl Metrics {
             latency,
             database_errors,
             ingest,
+            keystone_validations,
+            keystone_cache_hits,
+            keystone_latency,
             pool_connections,
             pool_idle,
             pool_in_use,
@@ -186,6 +218,24 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metrics; an error leaves what was written.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+impl ValidationObserver for Metrics {
+    fn validation(&self, outcome: ValidationOutcome) {
+        self.keystone_validations
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    fn cache_hit(&self) {
+        self.keystone_cache_hits.inc();
+    }
+
+    fn keystone_call(&self, call: KeystoneCall, seconds: f64) {
+        self.keystone_latency
+            .with_label_values(&[call.as_str()])
+            .observe(seconds);
     }
 }
 

@@ -267,6 +267,9 @@ impl IntoParams for ItemPath {
 /// The codes an error answer may carry, each with what it means there.
 type CodeMeanings = &'static [(ErrorCode, &'static str)];
 
+/// The values of `WWW-Authenticate` on a 401 (each header line one of them).
+const WWW_AUTHENTICATE_PATTERN: &str = r#"^(Bearer|Keystone uri="[^"]*")$"#;
+
 /// The statuses every error answer can have, as reusable responses named like this, with the
 /// codes each may carry (from the one [`ErrorCode`] table) and what each means there.
 const ERROR_ANSWERS: [(u16, &str, CodeMeanings); 8] = [
@@ -339,8 +342,9 @@ const ERROR_ANSWERS: [(u16, &str, CodeMeanings); 8] = [
         "Unavailable",
         &[(
             ErrorCode::Unavailable,
-            "the database is down, not migrated yet, too slow or its pool is exhausted. \
-             Retry after `Retry-After` seconds.",
+            "the database is down, not migrated yet, too slow or its pool is exhausted, or the \
+             identity service (Keystone) cannot validate the token now. Retry after \
+             `Retry-After` seconds.",
         )],
     ),
 ];
@@ -431,7 +435,11 @@ impl Modify for ErrorAnswers {
             if status == 401 {
                 response = response.header(
                     "WWW-Authenticate",
-                    required_header(string().enum_values(Some(["Bearer"])), "`Bearer`."),
+                    required_header(
+                        string().pattern(Some(WWW_AUTHENTICATE_PATTERN)),
+                        "One per kind of token accepted: `Keystone uri=\"<identity URL>\"` when \
+                         Keystone tokens are, `Bearer` when JWTs are.",
+                    ),
                 );
             }
             if status == 503 {

@@ -517,6 +517,42 @@ mod tests {
     }
 
     #[test]
+    fn keystone_settings_come_from_the_environment() {
+        let settings = load(&[
+            ("CSBS__AUTH__KEYSTONE__URL", "http://keystone:5000/v3"),
+            ("CSBS__AUTH__KEYSTONE__PASSWORD", "12345"),
+            ("CSBS__AUTH__KEYSTONE__CACHE_SECONDS", "30"),
+            ("CSBS__AUTH__KEYSTONE__CA_FILE", "/etc/ssl/ks.pem"),
+            ("CSBS__AUTH__ADMIN_ROLE", "admin,cloud_admin"),
+        ])
+        .unwrap();
+        let keystone = &settings.auth.keystone;
+        assert_eq!(
+            settings.auth.keystone_url(),
+            Some("http://keystone:5000/v3")
+        );
+        assert_eq!(
+            keystone
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
+            Some("12345".to_owned())
+        );
+        assert_eq!(keystone.cache_seconds, 30);
+        assert_eq!(keystone.timeout_ms, 3000);
+        assert_eq!(keystone.username, "csbs");
+        assert_eq!(keystone.ca_file, Some(PathBuf::from("/etc/ssl/ks.pem")));
+        assert_eq!(
+            settings.auth.admin_role,
+            csbs_auth::RoleNames::new(["admin", "cloud_admin"])
+        );
+        let defaults = load(&[]).unwrap().auth;
+        assert_eq!(defaults.keystone_url(), None);
+        assert_eq!(defaults.keystone.cache_seconds, 300);
+        assert!(load(&[("CSBS__AUTH__KEYSTONE__CACHE_SECONDZ", "1")]).is_err());
+    }
+
+    #[test]
     fn a_numeric_secret_stays_text() {
         let settings = load(&[(
             "CSBS__AUTH__HMAC_SECRET",

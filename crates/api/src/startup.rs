@@ -11,7 +11,7 @@ use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App};
 use anyhow::Context;
-use csbs_auth::{IfMissing, SecretSource, TokenValidator};
+use csbs_auth::{Authenticator, IfMissing, SecretSource};
 use csbs_storage::{establish, DatabaseUrl, Replicas, Repository};
 
 use crate::envelope::envelope;
@@ -56,7 +56,17 @@ impl Application {
                  token with: csbs-api token --project-id <PROJECT_ID>"
             );
         }
-        let validator = Arc::new(TokenValidator::from_settings(&settings.auth)?);
+        let metrics = Metrics::new()?;
+        let authenticator =
+            Authenticator::from_settings(&settings.auth, Arc::new(metrics.clone()))?;
+        if let Some(url) = settings.auth.keystone_url() {
+            tracing::info!(
+                keystone = url,
+                cache_seconds = settings.auth.keystone.cache_seconds,
+                jwt = authenticator.jwt().is_some(),
+                "Keystone tokens are validated by the identity service"
+            );
+        }
 
         let readiness = Arc::new(MigrationGate::default());
         start_migrations(
@@ -85,7 +95,7 @@ impl Application {
         let state = AppState {
             repository,
             replicas,
-            validator,
+            authenticator,
             readiness,
             public_base_url: Some(settings.server.public_base_url.clone())
                 .filter(|u| !u.is_empty()),
@@ -98,7 +108,7 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("invalid server.trusted_proxies: {e}"))?,
             max_bulk_items: settings.ingest.max_bulk_items,
             database_deadline: Duration::from_millis(settings.database.request_timeout_ms),
-            metrics: Metrics::new()?,
+            metrics,
             openapi_document: routes::document_json(routes::DocumentedLimits {
                 max_bulk_items: settings.ingest.max_bulk_items,
             })

@@ -1,12 +1,12 @@
-//! What every handler shares: the repository, the token validator, and whether the database
-//! is ready.
+//! What every handler shares: the repository, the token authenticator, and whether the
+//! database is ready.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use csbs_auth::TokenValidator;
+use csbs_auth::Authenticator;
 use csbs_storage::{Replicas, Repository, StorageError};
 
 use crate::errors::ApiError;
@@ -38,7 +38,8 @@ pub struct AppState {
     pub repository: Repository,
     /// Standbys for the public reads, when configured (`database.replica_urls`).
     pub replicas: Option<Replicas>,
-    pub validator: Arc<TokenValidator>,
+    /// JWT keys and Keystone, as configured.
+    pub authenticator: Authenticator,
     pub readiness: Arc<MigrationGate>,
     /// Base of the URLs in `checkpoint_items_links`, when configured.
     pub public_base_url: Option<String>,

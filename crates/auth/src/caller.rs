@@ -3,20 +3,22 @@
 
 use csbs_domain::ProjectId;
 
-use crate::{AccessDenied, ServiceTenants};
+use crate::{AccessDenied, AuthSettings, KeyError, RoleNames, ServiceTenants};
 
 /// Who sent a request whose token passed validation.
 ///
-/// Made only by [`crate::TokenValidator::validate`], which also decides from the configured role
+/// Made only by token validation (JWT or Keystone), which also decides from the configured role
 /// names whether the caller is an administrator or a backup engine. Role names match exactly
 /// (case-sensitive), as do project ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The `sub` claim.
+    /// The `sub` claim, or the Keystone token's user id.
     pub user: String,
-    /// The `project_id` claim: the caller's own tenant.
-    pub project_id: ProjectId,
-    /// The `roles` claim.
+    /// The caller's own tenant: the `project_id` claim, or the Keystone token's project scope.
+    /// `None` for a Keystone token scoped to a domain or to nothing, which reaches a tenant's
+    /// path only with the administrator role.
+    pub project_id: Option<ProjectId>,
+    /// The `roles` claim, or the Keystone token's role names (implied roles included).
     pub roles: Vec<String>,
     is_admin: bool,
     is_service: bool,
@@ -26,15 +28,13 @@ pub struct Caller {
 impl Caller {
     pub(crate) fn new(
         user: String,
-        project_id: ProjectId,
+        project_id: Option<ProjectId>,
         roles: Vec<String>,
-        admin_role: &str,
-        service_role: &str,
-        service_tenants: ServiceTenants,
+        rules: &RoleRules,
     ) -> Self {
-        let has = |role: &str| roles.iter().any(|r| r == role);
-        let is_admin = has(admin_role);
-        let is_service = has(service_role);
+        let is_admin = rules.admin.any_in(&roles);
+        let is_service = rules.service.any_in(&roles);
+        let service_tenants = rules.service_tenants;
         Self {
             user,
             project_id,
@@ -58,13 +58,18 @@ impl Caller {
     /// May the caller act on `path_project`? Yes for its own project, and for any project if it
     /// is an administrator.
     pub fn authorize_project(&self, path_project: &ProjectId) -> Result<(), AccessDenied> {
-        if self.is_admin || &self.project_id == path_project {
+        if self.is_admin || self.project_id.as_ref() == Some(path_project) {
             return Ok(());
         }
-        Err(AccessDenied::new(format!(
-            "token project '{}' does not match path project '{path_project}'",
-            self.project_id
-        )))
+        Err(AccessDenied::new(match &self.project_id {
+            Some(own) => {
+                format!("token project '{own}' does not match path project '{path_project}'")
+            }
+            None => format!(
+                "the token is scoped to no project (a domain-scoped or unscoped token) and \
+                 cannot act on project '{path_project}'"
+            ),
+        }))
     }
 
     /// May the caller query every tenant at once (`all_tenants=true`)? Administrators only.
@@ -90,14 +95,44 @@ impl Caller {
     /// (the default) into every tenant; with `own` only into its token's project.
     pub fn authorize_ingest_into(&self, path_project: &ProjectId) -> Result<(), AccessDenied> {
         self.authorize_ingest()?;
-        if self.service_tenants == ServiceTenants::Own && &self.project_id != path_project {
+        if self.service_tenants == ServiceTenants::Own
+            && self.project_id.as_ref() != Some(path_project)
+        {
+            let own = self.project_id.as_ref().map_or("(none)", ProjectId::as_str);
             return Err(AccessDenied::new(format!(
-                "this service token may write only into its own project '{}' \
-                 (auth.service_tenants = own), not '{path_project}'",
-                self.project_id
+                "this service token may write only into its own project '{own}' \
+                 (auth.service_tenants = own), not '{path_project}'"
             )));
         }
         Ok(())
+    }
+}
+
+/// What the configured role names make of a caller's roles.
+#[derive(Debug, Clone)]
+pub(crate) struct RoleRules {
+    pub(crate) admin: RoleNames,
+    pub(crate) service: RoleNames,
+    pub(crate) service_tenants: ServiceTenants,
+}
+
+impl RoleRules {
+    /// The role settings, refused when a list is empty or names a blank role (which would
+    /// match every token with an empty role string).
+    pub(crate) fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
+        for (setting, names) in [
+            ("admin_role", &settings.admin_role),
+            ("service_role", &settings.service_role),
+        ] {
+            if names.is_blank() {
+                return Err(KeyError::EmptySetting { setting });
+            }
+        }
+        Ok(Self {
+            admin: settings.admin_role.clone(),
+            service: settings.service_role.clone(),
+            service_tenants: settings.service_tenants,
+        })
     }
 }
 
@@ -109,14 +144,20 @@ mod tests {
         ProjectId::parse("project_id", id).unwrap()
     }
 
+    fn rules(admin: &str, service: &str, service_tenants: ServiceTenants) -> RoleRules {
+        RoleRules {
+            admin: RoleNames::new([admin]),
+            service: RoleNames::new([service]),
+            service_tenants,
+        }
+    }
+
     fn caller(project_id: &str, roles: &[&str]) -> Caller {
         Caller::new(
             "user".to_owned(),
-            project(project_id),
+            Some(project(project_id)),
             roles.iter().map(|r| (*r).to_owned()).collect(),
-            "admin",
-            "csbs_service",
-            ServiceTenants::Any,
+            &rules("admin", "csbs_service", ServiceTenants::Any),
         )
     }
 
@@ -200,14 +241,52 @@ mod tests {
     fn configured_role_names_are_used() {
         let caller = Caller::new(
             "u".to_owned(),
-            project("p1"),
+            Some(project("p1")),
             vec!["cloud_admin".to_owned(), "engine".to_owned()],
-            "cloud_admin",
-            "engine",
-            ServiceTenants::Any,
+            &rules("cloud_admin", "engine", ServiceTenants::Any),
         );
         assert!(caller.is_admin());
         assert!(caller.is_service());
+        let listed = RoleRules {
+            admin: RoleNames::new(["admin", "cloud_admin"]),
+            service: RoleNames::new(["csbs_service", "service"]),
+            service_tenants: ServiceTenants::Any,
+        };
+        let caller = Caller::new(
+            "u".to_owned(),
+            Some(project("p1")),
+            vec!["service".to_owned()],
+            &listed,
+        );
+        assert!(!caller.is_admin());
+        assert!(caller.is_service());
+    }
+
+    #[test]
+    fn a_token_without_a_project_reaches_tenants_only_as_administrator() {
+        let unscoped = |roles: &[&str], tenants| {
+            Caller::new(
+                "u".to_owned(),
+                None,
+                roles.iter().map(|r| (*r).to_owned()).collect(),
+                &rules("admin", "csbs_service", tenants),
+            )
+        };
+        let member = unscoped(&["member"], ServiceTenants::Any);
+        let denied = member.authorize_project(&project("p1")).unwrap_err();
+        assert!(
+            denied.to_string().contains("scoped to no project"),
+            "{denied}"
+        );
+        assert!(member.authorize_all_tenants().is_err());
+        let admin = unscoped(&["admin"], ServiceTenants::Any);
+        assert!(admin.authorize_project(&project("p1")).is_ok());
+        assert!(admin.authorize_all_tenants().is_ok());
+        let engine = unscoped(&["csbs_service"], ServiceTenants::Any);
+        assert!(engine.authorize_ingest_into(&project("p1")).is_ok());
+        let bound = unscoped(&["csbs_service"], ServiceTenants::Own);
+        let denied = bound.authorize_ingest_into(&project("p1")).unwrap_err();
+        assert!(denied.to_string().contains("'(none)'"), "{denied}");
     }
 
     #[test]
@@ -215,11 +294,9 @@ mod tests {
         let engine = |tenants| {
             Caller::new(
                 "engine".to_owned(),
-                project("engines"),
+                Some(project("engines")),
                 vec!["csbs_service".to_owned()],
-                "admin",
-                "csbs_service",
-                tenants,
+                &rules("admin", "csbs_service", tenants),
             )
         };
         let any = engine(ServiceTenants::Any);

@@ -1,5 +1,5 @@
-//! The errors of this crate: a bad token (401), a refused caller (403), unusable key settings
-//! (start-up) and a token that cannot be minted.
+//! The errors of this crate: a bad token (401), an identity service that cannot say (503), a
+//! refused caller (403), unusable key settings (start-up) and a token that cannot be minted.
 //!
 //! The `Display` text of [`AuthError`] and [`AccessDenied`] goes to clients, so it never holds
 //! key material, file paths or library internals.
@@ -47,6 +47,30 @@ pub enum AuthError {
     /// A required claim is missing or has the wrong type or value; the text says which.
     #[error("the token claims are invalid: {0}")]
     InvalidClaims(String),
+    /// The identity service (Keystone) does not know the token: never issued, revoked, or
+    /// expired.
+    #[error("the identity service does not accept this token (invalid, revoked or expired)")]
+    UnknownToken,
+}
+
+/// Why the identity service could not say whether a token is valid: unreachable, slower than
+/// the timeout, failing, overloaded, or refusing the service's own account.
+///
+/// 503 upstream, never 401: an identity outage must not look to clients like a logout. The
+/// text is for the operator's log and names no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the identity service cannot validate tokens now: {0}")]
+pub struct IdentityUnavailable(pub(crate) String);
+
+/// Why a token did not make a caller: it is bad (401), or nobody could tell (503).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The token is not valid.
+    #[error(transparent)]
+    Rejected(#[from] AuthError),
+    /// The identity service could not be asked.
+    #[error(transparent)]
+    Unavailable(#[from] IdentityUnavailable),
 }
 
 /// Why an authenticated caller may not do what it asked (403 upstream).
@@ -74,10 +98,11 @@ impl AccessDenied {
 /// Meant for the operator at start-up: messages name the file and setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// No HMAC secret, public key file or JWKS file is configured, so no token could ever pass.
+    /// No HMAC secret, public key file, JWKS file or Keystone is configured, so no token could
+    /// ever pass.
     #[error(
         "no token key is configured: set auth.hmac_secret (CSBS__AUTH__HMAC_SECRET), \
-         auth.public_key_files or auth.jwks_file"
+         auth.public_key_files, auth.jwks_file or auth.keystone.url"
     )]
     NoKeys,
     /// The HMAC secret is shorter than [`MIN_HMAC_SECRET_BYTES`].
@@ -109,6 +134,14 @@ pub enum KeyError {
     EmptySetting {
         /// The setting's name (`admin_role`, `service_role`, `issuer` or `audience`).
         setting: &'static str,
+    },
+    /// An `auth.keystone` setting cannot be used; the text says why.
+    #[error("auth.keystone.{setting} (CSBS__AUTH__KEYSTONE__{upper}): {reason}", upper = setting.to_uppercase())]
+    Keystone {
+        /// The setting's name inside `auth.keystone`.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
     },
     /// `leeway_seconds` is over [`MAX_LEEWAY_SECONDS`]: a clock that far off needs fixing, and
     /// a long leeway keeps expired tokens working.

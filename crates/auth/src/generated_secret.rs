@@ -63,10 +63,9 @@ impl AuthSettings {
         data_dir: &Path,
         if_missing: IfMissing,
     ) -> Result<SecretSource, GeneratedSecretError> {
-        if self.hmac_secret.is_some()
-            || !self.public_key_files.is_empty()
-            || self.jwks_file.is_some()
-        {
+        // With Keystone configured, tokens come from Keystone: no secret is made that would
+        // let whoever reads the data folder mint tokens beside it.
+        if self.has_jwt_keys() || self.keystone_url().is_some() {
             return Ok(SecretSource::Configured);
         }
         let path = data_dir.join(GENERATED_SECRET_FILE);
@@ -239,5 +238,18 @@ mod tests {
             "the next command finds the secret serve made"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn with_keystone_no_secret_is_made() {
+        let dir = scratch();
+        let mut settings = AuthSettings::default();
+        settings.keystone.url = Some("http://keystone:5000/v3".to_owned());
+        let source = settings
+            .with_generated_secret(&dir, IfMissing::Create)
+            .unwrap();
+        assert_eq!(source, SecretSource::Configured);
+        assert!(settings.hmac_secret.is_none());
+        assert!(!dir.exists());
     }
 }

@@ -2,35 +2,45 @@
 //! service (wire contract §5).
 //!
 //! A request's token arrives in `X-Auth-Token` or `Authorization: Bearer` ([`extract_token`]).
-//! It is a JWT, checked by a [`TokenValidator`] built once at start-up from [`AuthSettings`]:
-//! an HMAC secret (development) and/or public keys from PEM files and a JWKS file (production).
-//! A valid token becomes a [`Caller`], whose `authorize_*` methods answer the tenant,
-//! administrator and service-role questions.
+//! An [`Authenticator`], built once at start-up from [`AuthSettings`], routes it by its shape:
+//! a JWT is checked by a [`TokenValidator`] with an HMAC secret (development) and/or public keys
+//! from PEM files and a JWKS file (production); an opaque token is validated by Keystone
+//! (`auth.keystone`), as keystonemiddleware does, with a cache. A valid token becomes a
+//! [`Caller`], whose `authorize_*` methods answer the tenant, administrator and service-role
+//! questions.
 //!
-//! Every way a token can be bad is an [`AuthError`] (401 upstream); every refusal of a valid
-//! caller is an [`AccessDenied`] (403 upstream). Both display messages safe to show to clients.
-//! This crate knows nothing of HTTP: header values come in as `Option<&str>`.
+//! Every way a token can be bad is an [`AuthError`] (401 upstream); an identity service that
+//! cannot say is an [`IdentityUnavailable`] (503 upstream); every refusal of a valid caller is
+//! an [`AccessDenied`] (403 upstream). All display messages safe to show to clients. This crate
+//! knows nothing of HTTP servers: header values come in as `Option<&str>`, and Keystone is
+//! asked with an HTTP client of its own.
 
 #![warn(missing_docs)]
 
+mod authenticator;
 mod caller;
 mod claims;
 mod errors;
 mod generated_secret;
 mod key_files;
 mod keys;
+mod keystone;
 mod mint;
 mod settings;
 mod token_header;
 mod token_source;
 mod validator;
 
+pub use authenticator::{Authenticator, NoObserver, ValidationObserver, ValidationOutcome};
 pub use caller::Caller;
 pub use claims::Claims;
-pub use errors::{AccessDenied, AuthError, KeyError, MintError};
+pub use errors::{
+    AccessDenied, AuthError, IdentityUnavailable, KeyError, MintError, ValidationError,
+};
 pub use generated_secret::{GeneratedSecretError, IfMissing, SecretSource, GENERATED_SECRET_FILE};
+pub use keystone::{KeystoneCall, MAX_INVALID_CACHE_SECONDS};
 pub use mint::mint_hs256;
-pub use settings::{AuthSettings, ServiceTenants};
+pub use settings::{AuthSettings, KeystoneSettings, RoleNames, ServiceTenants};
 pub use token_source::extract_token;
 pub use validator::TokenValidator;
 

@@ -1,6 +1,8 @@
 //! The `auth` section of the service configuration: where the token keys come from, which
-//! issuer and audience to insist on, and which roles mean administrator and backup engine.
+//! issuer and audience to insist on, which roles mean administrator and backup engine, and
+//! the Keystone identity service (`auth.keystone`) that validates opaque tokens.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
@@ -9,9 +11,9 @@ use serde::Deserialize;
 /// Token validation settings. Every field has a default, so a configuration names only what it
 /// changes; unknown fields are refused so that a misspelt setting is noticed at start-up.
 ///
-/// At least one of `hmac_secret`, `public_key_files` and `jwks_file` must be set, or
-/// [`crate::TokenValidator::from_settings`] fails: a service that cannot accept any token is a
-/// misconfiguration, not a mode.
+/// At least one of `hmac_secret`, `public_key_files`, `jwks_file` and `keystone.url` must be
+/// set, or [`crate::Authenticator::from_settings`] fails: a service that cannot accept any
+/// token is a misconfiguration, not a mode.
 ///
 /// `Debug` shows the secret as `[REDACTED]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,15 +33,134 @@ pub struct AuthSettings {
     pub issuer: Option<String>,
     /// When set, tokens must carry this value in `aud`. Default: `aud` is not checked.
     pub audience: Option<String>,
-    /// The role that makes a caller an administrator (any tenant, `all_tenants`).
-    /// Default: `admin`.
-    pub admin_role: String,
-    /// The role backup engines need for the ingest API. Default: `csbs_service`.
-    pub service_role: String,
+    /// The roles that make a caller an administrator (any tenant, `all_tenants`): one name or
+    /// a list, any of which is enough. Default: `admin`.
+    pub admin_role: RoleNames,
+    /// The roles backup engines need for the ingest API, any of which is enough.
+    /// Default: `csbs_service`.
+    pub service_role: RoleNames,
     /// Which tenants a service-role token may write into. Default: `any`.
     pub service_tenants: ServiceTenants,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. Default: 30.
     pub leeway_seconds: u64,
+    /// The Keystone identity service; off unless `url` is set.
+    pub keystone: KeystoneSettings,
+}
+
+/// Role names: one name (`admin_role = "admin"`), a comma-separated list in one string (as an
+/// environment variable gives it: `admin,cloud_admin`), or a list (`["admin", "cloud_admin"]`).
+/// A caller holding any of them has the role. Names match exactly, case included.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "OneOrMany")]
+pub struct RoleNames(Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for RoleNames {
+    fn from(value: OneOrMany) -> Self {
+        match value {
+            OneOrMany::One(text) => Self(text.split(',').map(|r| r.trim().to_owned()).collect()),
+            OneOrMany::Many(names) => Self(names),
+        }
+    }
+}
+
+impl RoleNames {
+    /// These names.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(names: I) -> Self {
+        Self(names.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether `roles` holds any of these names.
+    pub fn any_in(&self, roles: &[String]) -> bool {
+        roles.iter().any(|role| self.0.contains(role))
+    }
+
+    /// Whether the list is empty or holds a blank name: either would be a setting that means
+    /// nothing, or everything.
+    pub(crate) fn is_blank(&self) -> bool {
+        self.0.is_empty() || self.0.iter().any(|name| name.trim().is_empty())
+    }
+}
+
+impl fmt::Display for RoleNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// `auth.keystone`: validating opaque tokens with an OpenStack Keystone (or a compatible
+/// identity service such as Huawei/OTC IAM) as keystonemiddleware does, with the service's own
+/// account. Every field but `url` and `password` has a default.
+///
+/// `Debug` shows the password as `[REDACTED]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneSettings {
+    /// The identity endpoint with its version, e.g. `http://keystone:5000/v3`; setting it
+    /// turns Keystone validation on. Default: none (off).
+    pub url: Option<String>,
+    /// The service account's user name. Default: `csbs`.
+    pub username: String,
+    /// The service account's password. Required when `url` is set.
+    pub password: Option<SecretString>,
+    /// The project the service account's token is scoped to. Default: `service`.
+    pub project_name: String,
+    /// The service account's domain. Default: `Default`.
+    pub user_domain_name: String,
+    /// The domain of `project_name`. Default: `Default`.
+    pub project_domain_name: String,
+    /// How long a validated token is believed without asking Keystone again, in seconds; never
+    /// past the token's expiry. This is how long a revoked token may still be accepted.
+    /// 0 asks Keystone on every request. Default: 300.
+    pub cache_seconds: u64,
+    /// Validated tokens remembered at most. Default: 10000.
+    pub cache_entries: u64,
+    /// How long a token Keystone called invalid is remembered, in seconds (at most
+    /// [`crate::MAX_INVALID_CACHE_SECONDS`]). Default: 5.
+    pub invalid_cache_seconds: u64,
+    /// The longest one call to Keystone may take, in milliseconds (connecting included); a
+    /// slower Keystone is unavailable (503). Default: 3000.
+    pub timeout_ms: u64,
+    /// Validation calls to Keystone in flight at once; more wait (up to `timeout_ms`, then
+    /// 503), so that a flood of unknown tokens cannot overload Keystone. Default: 16.
+    pub max_validations_in_flight: usize,
+    /// A PEM file of CA certificates that Keystone's certificate must chain to, beside the
+    /// system's. Default: none.
+    pub ca_file: Option<PathBuf>,
+    /// The identity URL clients are sent to in `WWW-Authenticate: Keystone uri="…"`.
+    /// Default: `url`.
+    pub public_url: Option<String>,
+}
+
+impl KeystoneSettings {
+    /// The default `cache_seconds`, keystonemiddleware's `token_cache_time`.
+    pub const DEFAULT_CACHE_SECONDS: u64 = 300;
+}
+
+impl Default for KeystoneSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: "csbs".to_owned(),
+            password: None,
+            project_name: "service".to_owned(),
+            user_domain_name: "Default".to_owned(),
+            project_domain_name: "Default".to_owned(),
+            cache_seconds: Self::DEFAULT_CACHE_SECONDS,
+            cache_entries: 10_000,
+            invalid_cache_seconds: 5,
+            timeout_ms: 3000,
+            max_validations_in_flight: 16,
+            ca_file: None,
+            public_url: None,
+        }
+    }
 }
 
 /// Which tenants a backup engine's token (one with the service role) may write into.
@@ -87,10 +208,11 @@ impl Default for AuthSettings {
             jwks_file: None,
             issuer: None,
             audience: None,
-            admin_role: Self::DEFAULT_ADMIN_ROLE.to_owned(),
-            service_role: Self::DEFAULT_SERVICE_ROLE.to_owned(),
+            admin_role: RoleNames::new([Self::DEFAULT_ADMIN_ROLE]),
+            service_role: RoleNames::new([Self::DEFAULT_SERVICE_ROLE]),
             service_tenants: ServiceTenants::default(),
             leeway_seconds: Self::DEFAULT_LEEWAY_SECONDS,
+            keystone: KeystoneSettings::default(),
         }
     }
 }
@@ -105,8 +227,10 @@ mod tests {
     fn defaults_fill_missing_fields() {
         let settings: AuthSettings = serde_json::from_str(r#"{"issuer": "idp"}"#).unwrap();
         assert_eq!(settings.issuer.as_deref(), Some("idp"));
-        assert_eq!(settings.admin_role, "admin");
-        assert_eq!(settings.service_role, "csbs_service");
+        assert_eq!(settings.admin_role, RoleNames::new(["admin"]));
+        assert_eq!(settings.service_role, RoleNames::new(["csbs_service"]));
+        assert!(settings.keystone.url.is_none());
+        assert_eq!(settings.keystone.cache_seconds, 300);
         assert_eq!(settings.leeway_seconds, 30);
         assert!(settings.hmac_secret.is_none());
         assert!(settings.public_key_files.is_empty());
@@ -118,6 +242,41 @@ mod tests {
     fn unknown_fields_are_refused() {
         let result = serde_json::from_str::<AuthSettings>(r#"{"hmac_secert": "x"}"#);
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn role_names_are_one_name_a_comma_list_or_a_list() {
+        let rows = [
+            (r#""admin""#, vec!["admin"]),
+            (r#""admin, cloud_admin""#, vec!["admin", "cloud_admin"]),
+            (r#"["admin", "op"]"#, vec!["admin", "op"]),
+        ];
+        for (json, names) in rows {
+            let parsed: RoleNames = serde_json::from_str(json).unwrap();
+            assert_eq!(parsed, RoleNames::new(names), "{json}");
+            assert!(!parsed.is_blank(), "{json}");
+        }
+        for blank in [r#""""#, r#"[]"#, r#""admin,""#, r#"["admin", " "]"#] {
+            let parsed: RoleNames = serde_json::from_str(blank).unwrap();
+            assert!(parsed.is_blank(), "{blank}");
+        }
+        let names = RoleNames::new(["admin", "cloud_admin"]);
+        assert!(names.any_in(&["member".to_owned(), "cloud_admin".to_owned()]));
+        assert!(!names.any_in(&["Admin".to_owned()]));
+        assert_eq!(names.to_string(), "admin, cloud_admin");
+    }
+
+    #[test]
+    fn debug_hides_the_keystone_password() {
+        let settings: AuthSettings = serde_json::from_str(
+            r#"{"keystone": {"url": "http://ks/v3", "password": "keystone-password-xyz"}}"#,
+        )
+        .unwrap();
+        assert_eq!(settings.keystone.url.as_deref(), Some("http://ks/v3"));
+        assert_eq!(settings.keystone.username, "csbs");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("keystone-password-xyz"), "{debug}");
+        assert!(serde_json::from_str::<AuthSettings>(r#"{"keystone": {"passwrd": "x"}}"#).is_err());
     }
 
     #[test]

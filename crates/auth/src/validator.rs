@@ -13,14 +13,13 @@ use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
+use crate::caller::RoleRules;
 use crate::claims::{check_claims, check_times};
 use crate::keys::KeyRing;
 use crate::token_header::read_header;
-use crate::{
-    AuthError, AuthSettings, Caller, KeyError, ServiceTenants, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES,
-};
+use crate::{AuthError, AuthSettings, Caller, KeyError, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES};
 
-/// Validates tokens against the configured keys, issuer and audience.
+/// Validates JWTs against the configured keys, issuer and audience.
 ///
 /// Built once at start-up; cloning is cheap (one `Arc`), and it is `Send + Sync`.
 #[derive(Clone)]
@@ -33,9 +32,7 @@ struct Inner {
     /// Claim rules for `jsonwebtoken`; `algorithms` is set per token.
     validation: Validation,
     leeway_seconds: u64,
-    admin_role: String,
-    service_role: String,
-    service_tenants: ServiceTenants,
+    rules: RoleRules,
 }
 
 impl fmt::Debug for TokenValidator {
@@ -45,8 +42,8 @@ impl fmt::Debug for TokenValidator {
             .field("issuer", &self.inner.validation.iss)
             .field("audience", &self.inner.validation.aud)
             .field("leeway_seconds", &self.inner.leeway_seconds)
-            .field("admin_role", &self.inner.admin_role)
-            .field("service_role", &self.inner.service_role)
+            .field("admin_role", &self.inner.rules.admin)
+            .field("service_role", &self.inner.rules.service)
             .finish()
     }
 }
@@ -59,9 +56,8 @@ impl TokenValidator {
     /// when a role, issuer or audience setting is empty, or when the leeway is over
     /// [`MAX_LEEWAY_SECONDS`].
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
+        let rules = RoleRules::from_settings(settings)?;
         for (setting, value) in [
-            ("admin_role", Some(&settings.admin_role)),
-            ("service_role", Some(&settings.service_role)),
             ("issuer", settings.issuer.as_ref()),
             ("audience", settings.audience.as_ref()),
         ] {
@@ -102,9 +98,7 @@ impl TokenValidator {
                 keys,
                 validation,
                 leeway_seconds: settings.leeway_seconds,
-                admin_role: settings.admin_role.clone(),
-                service_role: settings.service_role.clone(),
-                service_tenants: settings.service_tenants,
+                rules,
             }),
         })
     }
@@ -160,11 +154,9 @@ impl TokenValidator {
         }
         Ok(Caller::new(
             checked.user,
-            checked.project_id,
+            Some(checked.project_id),
             checked.roles,
-            &self.inner.admin_role,
-            &self.inner.service_role,
-            self.inner.service_tenants,
+            &self.inner.rules,
         ))
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use csbs_auth::{
-    extract_token, mint_hs256, AuthError, AuthSettings, Claims, KeyError, TokenValidator,
-    MAX_TOKEN_BYTES,
+    extract_token, mint_hs256, AuthError, AuthSettings, Claims, KeyError, RoleNames,
+    TokenValidator, MAX_TOKEN_BYTES,
 };
 use csbs_domain::ProjectId;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
@@ -273,7 +273,7 @@ fn good_tokens_pass() {
             .validate(&token)
             .unwrap_or_else(|err| panic!("{name}: {err:?}"));
         assert_eq!(caller.user, "alice", "{name}");
-        assert_eq!(caller.project_id.as_str(), "p1", "{name}");
+        assert_eq!(caller.project_id.as_ref().unwrap().as_str(), "p1", "{name}");
         assert!(!caller.is_admin() && !caller.is_service(), "{name}");
     }
 }
@@ -631,8 +631,8 @@ fn roles_come_from_the_token_and_the_settings() {
     assert!(member.authorize_ingest().is_err());
 
     let renamed = TokenValidator::from_settings(&AuthSettings {
-        admin_role: "cloud_admin".to_owned(),
-        service_role: "engine".to_owned(),
+        admin_role: RoleNames::new(["cloud_admin"]),
+        service_role: RoleNames::new(["engine"]),
         ..hmac_settings()
     })
     .unwrap();
@@ -670,7 +670,7 @@ fn minted_tokens_validate() {
         .validate(extract_token(None, Some(&format!("Bearer {token}"))).unwrap())
         .unwrap();
     assert_eq!(caller.user, "ops");
-    assert_eq!(caller.project_id, project);
+    assert_eq!(caller.project_id, Some(project));
     assert!(caller.is_service());
 
     let with_iss_aud = Claims {
@@ -711,14 +711,14 @@ fn unusable_settings_are_refused_at_start_up() {
         (
             "admin_role",
             AuthSettings {
-                admin_role: String::new(),
+                admin_role: RoleNames::new([""]),
                 ..hmac_settings()
             },
         ),
         (
             "service_role",
             AuthSettings {
-                service_role: " ".to_owned(),
+                service_role: RoleNames::new(["member", " "]),
                 ..hmac_settings()
             },
         ),

@@ -51,26 +51,37 @@ pub fn postgres_admin_url() -> Option<String> {
     URL.get_or_init(|| {
         let url =
             std::env::var("CSBS_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
-        match PgConnection::establish(&url) {
-            Ok(_) => Some(url),
-            Err(error) if std::env::var_os("CI").is_some() => {
-                panic!("CI needs PostgreSQL for the tests, but it cannot be reached: {error}")
-            }
-            Err(error) => {
-                // Written to the process's stderr itself, not through `eprintln!`, which the
-                // test harness captures and shows only for failing tests: the notice must be
-                // seen when everything passes.
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "note: PostgreSQL unreachable at CSBS_TEST_POSTGRES_URL ({error}); the \
-                     `::postgres` tests of this binary pass without running"
-                );
-                None
-            }
-        }
+        let reached = PgConnection::establish(&url)
+            .map(|_| url)
+            .map_err(|error| format!("PostgreSQL unreachable at CSBS_TEST_POSTGRES_URL ({error})"));
+        required_under_ci(
+            reached,
+            "the `::postgres` tests of this binary pass without running",
+        )
     })
     .clone()
+}
+
+/// A service some tests need: under CI its absence (`why`) fails them, since a CI run must
+/// never skip them; elsewhere they pass without running, and a notice says so (`skipped`).
+///
+/// # Panics
+/// Under CI (`CI` set), when `found` is an error.
+pub fn required_under_ci<T>(found: Result<T, String>, skipped: &str) -> Option<T> {
+    match found {
+        Ok(found) => Some(found),
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("CI needs this for the tests, but: {why}")
+        }
+        Err(why) => {
+            // Written to the process's stderr itself, not through `eprintln!`, which the test
+            // harness captures and shows only for failing tests: the notice must be seen when
+            // everything passes.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "note: {why}; {skipped}");
+            None
+        }
+    }
 }
 
 impl TestDatabase {

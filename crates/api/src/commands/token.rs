@@ -14,7 +14,8 @@ pub fn run(mut settings: Settings, args: &TokenArgs) -> anyhow::Result<()> {
         .auth
         .with_generated_secret(&settings.data_dir, IfMissing::Refuse)?;
     let secret = settings.auth.hmac_secret.as_ref().context(
-        "no HMAC secret is configured (only public keys): tokens come from your identity provider",
+        "no HMAC secret is configured (only public keys or Keystone): tokens come from your \
+         identity provider",
     )?;
     let project = ProjectId::parse("--project-id", &args.project_id)?;
     let mut claims = Claims::new(args.user.clone(), &project, args.roles.clone(), args.ttl);

@@ -204,7 +204,7 @@ fn the_binary_imports_mints_tokens_and_migrates() {
         .validate(token.trim())
         .unwrap();
     assert!(caller.is_admin());
-    assert_eq!(caller.project_id.as_str(), "tenant-a");
+    assert_eq!(caller.project_id.unwrap().as_str(), "tenant-a");
 
     let output = csbs_api(db.url(), &data_dir)
         .args(["token", "--project-id", "bad id"])

@@ -9,6 +9,7 @@ mod errors;
 mod hardening;
 mod helpers;
 mod ingest;
+mod keystone;
 mod observability;
 mod openapi;
 mod outages;
