@@ -56,15 +56,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs `work` against the repository on a blocking thread: diesel blocks, and the async
-    /// workers must not.
-    ///
-    /// The answer comes within [`AppState::database_deadline`] whatever the database does: a
-    /// server that stopped answering without closing its connections (frozen, or its host
-    /// gone quiet while the kernel still acknowledges) is noticed by no timeout of its own, as
-    /// PostgreSQL enforces `statement_timeout` itself. Past the deadline the request is
-    /// answered 503 and the blocking call is left to finish (or fail) on its own; a write may
-    /// still land then, which a retry of the same write finds (versions make it idempotent).
     /// Runs a public read (count, a list page without a marker, show) as [`AppState::run`]
     /// does, on a replica when one is usable, else on the primary. A replica that fails the
     /// read is set aside until its next check and the primary answers instead, so a replica
@@ -100,6 +91,15 @@ impl AppState {
         Ok(answer)
     }
 
+    /// Runs `work` against the repository on a blocking thread: diesel blocks, and the async
+    /// workers must not.
+    ///
+    /// The answer comes within [`AppState::database_deadline`] whatever the database does: a
+    /// server that stopped answering without closing its connections (frozen, or its host
+    /// gone quiet while the kernel still acknowledges) is noticed by no timeout of its own, as
+    /// PostgreSQL enforces `statement_timeout` itself. Past the deadline the request is
+    /// answered 503 and the blocking call is left to finish (or fail) on its own; a write may
+    /// still land then, which a retry of the same write finds (versions make it idempotent).
     pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,

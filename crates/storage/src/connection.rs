@@ -140,13 +140,19 @@ impl PoolMode {
     /// The names the setting takes.
     pub const NAMES: [&'static str; 2] = ["session", "transaction"];
 
+    /// The setting's name of this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => Self::NAMES[0],
+            Self::Transaction => Self::NAMES[1],
+        }
+    }
+
     /// `session` or `transaction`.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "session" => Some(Self::Session),
-            "transaction" => Some(Self::Transaction),
-            _ => None,
-        }
+        [Self::Session, Self::Transaction]
+            .into_iter()
+            .find(|mode| mode.name() == name)
     }
 }
 
@@ -292,14 +298,18 @@ pub(crate) fn lent_per_transaction(
     verdict
 }
 
-/// Warns, once per process, when transaction pooling leaves statements without a timeout: the
-/// server's own `statement_timeout` for the role or database is then the only one.
+/// Warns when transaction pooling leaves statements without a timeout: the server's own
+/// `statement_timeout` for the role or database is then the only one. Asked on the first
+/// connection of the process only: every connection has the role's settings.
 fn warn_without_server_timeout(conn: &mut PgConnection) {
-    static WARNED: AtomicBool = AtomicBool::new(false);
+    static ASKED: AtomicBool = AtomicBool::new(false);
+    if ASKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
     let unbounded = diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
         .get_result::<SettingRow>(conn)
         .is_ok_and(|row| row.value == "0");
-    if unbounded && !WARNED.swap(true, Ordering::Relaxed) {
+    if unbounded {
         tracing::warn!(
             "database.pool_mode = \"transaction\" and the server sets no statement_timeout: \
              statements run unbounded (set one with ALTER ROLE <role> SET statement_timeout = \

@@ -158,10 +158,9 @@ pub struct ConnectionManager {
     max_lifetime: Duration,
     /// Whether the first PostgreSQL connection has been probed for transaction pooling.
     probed: AtomicBool,
-    /// Set when the probe saw server sessions lent per transaction although the settings say
-    /// `session`: the connections opened since behave as in transaction mode. Shared with the
-    /// repository, which adapts its maintenance to it.
-    lent_per_transaction: Arc<AtomicBool>,
+    /// The mode connections are opened in; shared with the repository, which adapts its
+    /// maintenance to it.
+    mode: EffectivePoolMode,
 }
 
 impl ConnectionManager {
@@ -169,19 +168,19 @@ impl ConnectionManager {
     pub fn new(url: DatabaseUrl, settings: ConnectionSettings, max_lifetime: Duration) -> Self {
         Self {
             url,
-            settings,
             max_lifetime,
             probed: AtomicBool::new(false),
-            lent_per_transaction: Arc::new(AtomicBool::new(false)),
+            mode: EffectivePoolMode {
+                configured: settings.pool_mode,
+                lent_per_transaction: Arc::new(AtomicBool::new(false)),
+            },
+            settings,
         }
     }
 
     /// The pool mode the connections are opened in, now and later.
     pub fn pool_mode(&self) -> EffectivePoolMode {
-        EffectivePoolMode {
-            configured: self.settings.pool_mode,
-            lent_per_transaction: Arc::clone(&self.lent_per_transaction),
-        }
+        self.mode.clone()
     }
 
     /// Probes the first PostgreSQL connection of a pool configured for `session` (see
@@ -192,14 +191,16 @@ impl ConnectionManager {
         let DbConnection::Postgresql(pg) = connection else {
             return;
         };
-        if self.pool_mode().get() != PoolMode::Session || self.probed.load(Ordering::Relaxed) {
+        if self.mode.get() != PoolMode::Session || self.probed.load(Ordering::Relaxed) {
             return;
         }
         match lent_per_transaction(&self.url, &self.settings, pg) {
             Some(lent) => {
                 self.probed.store(true, Ordering::Relaxed);
                 if lent {
-                    self.lent_per_transaction.store(true, Ordering::Relaxed);
+                    self.mode
+                        .lent_per_transaction
+                        .store(true, Ordering::Relaxed);
                     pg.set_prepared_statement_cache_size(CacheSize::Disabled);
                     tracing::warn!(
                         "PostgreSQL server sessions are lent per transaction (a pooler such as \
@@ -217,7 +218,7 @@ impl ConnectionManager {
     /// The settings a new connection is opened with.
     fn connection_settings(&self) -> ConnectionSettings {
         ConnectionSettings {
-            pool_mode: self.pool_mode().get(),
+            pool_mode: self.mode.get(),
             ..self.settings.clone()
         }
     }

@@ -55,7 +55,6 @@ pub struct ReplicaStatus {
 pub struct Replicas {
     members: Arc<Vec<Replica>>,
     next: Arc<AtomicUsize>,
-    stopped: Arc<AtomicBool>,
     /// What `checked_at_micros` counts from.
     epoch: Instant,
     /// How recent a replica's last check must be for it to be read from.
@@ -89,7 +88,6 @@ impl Replicas {
         let replicas = Self {
             members: Arc::new(members),
             next: Arc::new(AtomicUsize::new(0)),
-            stopped: Arc::new(AtomicBool::new(false)),
             epoch: Instant::now(),
             // A check answers within a few intervals, or its replica is out of reads.
             fresh_for: settings.max_lag + settings.check_interval * 4,
@@ -131,13 +129,9 @@ impl Replicas {
             .collect()
     }
 
-    /// Stops the watching thread (at its next wake-up).
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
-    }
-
-    /// The threads that keep the replicas' state: one samples the primary's position, and one
-    /// per replica measures it, so that a server that stops answering (its queries hang, and a
+    /// The threads that keep the replicas' state for the life of the process (the service
+    /// makes one set at start-up): one samples the primary's position, and one per replica
+    /// measures it, so that a server that stops answering (its queries hang, and a
     /// stopped server enforces no statement timeout) holds up only its own check. A replica is
     /// read from only while its last check is recent, so one whose check hangs leaves reads.
     fn watch(&self, primary: Repository, settings: ReplicaSettings) -> Result<(), StorageError> {
@@ -153,21 +147,19 @@ impl Replicas {
                     StorageError::Configuration(format!("cannot start the replica check: {e}"))
                 })
         };
-        let (sampled, stopped) = (Arc::clone(&history), Arc::clone(&self.stopped));
+        let sampled = Arc::clone(&history);
         let interval = settings.check_interval;
         spawn(
             "csbs-primary-wal".into(),
-            Box::new(move || {
-                while !stopped.load(Ordering::Relaxed) {
-                    let position = wal_position(&primary, "pg_current_wal_lsn()");
-                    let mut history = sampled.lock().unwrap_or_else(|p| p.into_inner());
-                    match position {
-                        Ok(Some(position)) => history.record(Instant::now(), position),
-                        _ => history.clear(),
-                    }
-                    drop(history);
-                    std::thread::sleep(interval);
+            Box::new(move || loop {
+                let position = wal_position(&primary, "pg_current_wal_lsn()");
+                let mut history = sampled.lock().unwrap_or_else(|p| p.into_inner());
+                match position {
+                    Ok(Some(position)) => history.record(Instant::now(), position),
+                    _ => history.clear(),
                 }
+                drop(history);
+                std::thread::sleep(interval);
             }),
         )?;
         for index in 0..self.members.len() {
@@ -177,7 +169,7 @@ impl Replicas {
                 format!("csbs-replica-{index}"),
                 Box::new(move || {
                     let replica = &replicas.members[index];
-                    while !replicas.stopped.load(Ordering::Relaxed) {
+                    loop {
                         // A server out of recovery is no standby (a replica URL that now names
                         // the primary, or a split brain): reads go to the primary's pool.
                         let replayed =

@@ -119,13 +119,10 @@ impl TestDatabase {
         }
     }
 
-    /// The pool mode the service must be configured with for this database
-    /// (`database.pool_mode`): `transaction` behind a transaction-pooling PgBouncer.
+    /// The pool mode the service must be configured with for this database: see
+    /// [`pool_mode_for`].
     pub fn pool_mode(&self) -> PoolMode {
-        match (self.backend, pgbouncer()) {
-            (Backend::Postgres, Some(pooler)) => pooler.mode,
-            _ => PoolMode::Session,
-        }
+        pool_mode_for(&self.url)
     }
 
     /// The database URL, as the service is configured with it.
@@ -207,6 +204,16 @@ pub fn pgbouncer() -> Option<Pgbouncer> {
             })
         })
         .clone()
+}
+
+/// The pool mode (`database.pool_mode`) for a service on the test database at `database_url`:
+/// the PgBouncer's when the PostgreSQL tests go through one (every test database is then
+/// reached through it), else `session`.
+pub fn pool_mode_for(database_url: &str) -> PoolMode {
+    match pgbouncer() {
+        Some(pooler) if database_url.starts_with("postgres") => pooler.mode,
+        _ => PoolMode::Session,
+    }
 }
 
 /// A database of its own on a PostgreSQL server, used through another address (a pooler);

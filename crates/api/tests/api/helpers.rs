@@ -8,7 +8,6 @@ use csbs_api::startup::Application;
 use csbs_api::state::AppState;
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::{BackupRecord, ProjectId};
-use csbs_storage::PoolMode;
 use csbs_test_support::{item_json, TestDatabase};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -46,17 +45,10 @@ pub fn test_settings(database_url: &str) -> Settings {
     Settings::load_from(None, &env).expect("test settings")
 }
 
-/// `database.pool_mode` for `database_url`: `transaction` where the PostgreSQL tests go
-/// through a transaction-pooling PgBouncer (every test database is then reached through it).
+/// `database.pool_mode` for a service on `database_url` (see
+/// [`csbs_test_support::pool_mode_for`]).
 pub fn pool_mode_name(database_url: &str) -> &'static str {
-    let pooled = csbs_test_support::pgbouncer().filter(|pooler| {
-        pooler.mode == PoolMode::Transaction && database_url.starts_with("postgres")
-    });
-    if pooled.is_some() {
-        "transaction"
-    } else {
-        "session"
-    }
+    csbs_test_support::pool_mode_for(database_url).name()
 }
 
 impl TestApp {
