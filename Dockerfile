@@ -31,7 +31,8 @@ ENV CARGO_TERM_COLOR=never
 # changes, not when the service's sources do. The workspace's crates are empty stubs here;
 # their artifacts are cleaned afterwards so that the real sources are always compiled below,
 # whatever their modification times (cargo judges local crates by mtime, and COPY keeps the
-# build context's).
+# build context's). The stubs are a plain shell step of their own, apart from the step with
+# the engine's cache mounts.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/domain/Cargo.toml crates/domain/
 COPY crates/storage/Cargo.toml crates/storage/
@@ -40,13 +41,13 @@ COPY crates/api/Cargo.toml crates/api/
 COPY crates/sample-data/Cargo.toml crates/sample-data/
 COPY crates/test-support/Cargo.toml crates/test-support/
 COPY crates/bench/Cargo.toml crates/bench/
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/build/target \
-    for crate in domain storage auth api sample-data test-support bench; do \
+RUN for crate in domain storage auth api sample-data test-support bench; do \
         mkdir -p "crates/${crate}/src" && : > "crates/${crate}/src/lib.rs"; \
     done \
-    && for binary in api bench; do echo 'fn main() {}' > "crates/${binary}/src/main.rs"; done \
-    && cargo build --release --locked -p csbs-api \
+    && for binary in api bench; do echo 'fn main() {}' > "crates/${binary}/src/main.rs"; done
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    cargo build --release --locked -p csbs-api \
     && cargo clean --release -p csbs-domain -p csbs-storage -p csbs-auth -p csbs-api \
         -p csbs-sample-data -p csbs-test-support -p csbs-bench \
     && rm -rf crates/*/src

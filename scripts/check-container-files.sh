@@ -333,7 +333,13 @@ for required in ["Cargo.toml", "Cargo.lock"]:
     if required not in early_sources:
         problem(f"{required} is not copied before the dependency build")
 # The RUN's own options (`--mount=type=cache,…`) are the engine's, not the shell's.
-stub_step = re.sub(r"^(\s*--[a-z]+=\S+\s+)+", "", build_steps[first_cargo][1])
+cargo_step = re.sub(r"^(\s*--[a-z]+=\S+\s+)+", "", build_steps[first_cargo][1])
+# The stubs: every RUN before the first cargo build, and whatever that step runs before it.
+stub_commands = [rest for w, rest in build_steps[:first_cargo] if w == "RUN"]
+before_cargo = cargo_step.split("cargo build")[0].strip().removesuffix("&&").strip()
+if before_cargo:
+    stub_commands.append(before_cargo)
+stub_step = " && ".join(f"{{ {command}; }}" for command in stub_commands)
 for member in members:
     if f"{member}/Cargo.toml" not in early_sources:
         problem(f"workspace member {member}: its Cargo.toml is not copied for the dependency layer")
@@ -358,8 +364,7 @@ with tempfile.TemporaryDirectory() as replay:
                 destination = destination / Path(source).name
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, destination)
-    stubs = stub_step.split("&& cargo build")[0]
-    made = subprocess.run(["bash", "-euc", stubs], cwd=replay, capture_output=True, text=True)
+    made = subprocess.run(["bash", "-euc", stub_step], cwd=replay, capture_output=True, text=True)
     if made.returncode != 0:
         problem(f"the dependency layer's stub commands fail: {made.stderr.strip()}")
     else:
@@ -371,7 +376,7 @@ with tempfile.TemporaryDirectory() as replay:
         # `cargo metadata`), in the repository's target folder so that the dependencies
         # already checked by clippy are reused.
         command = next(
-            part.strip() for part in stub_step.split("&&") if part.strip().startswith("cargo build")
+            part.strip() for part in cargo_step.split("&&") if part.strip().startswith("cargo build")
         )
         words = [w for w in shlex.split(command) if w != "--release"]
         words[1] = "check"
