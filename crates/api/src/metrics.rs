@@ -4,7 +4,7 @@
 //! CPU, open files) come from the `process` collector.
 
 use actix_web::http::Method;
-use csbs_auth::{KeystoneCall, ValidationObserver, ValidationOutcome};
+use csbs_auth::{KeySource, KeystoneCall, ValidationObserver, ValidationOutcome};
 use csbs_storage::ReplicaStatus;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -22,6 +22,7 @@ pub struct Metrics {
     keystone_validations: IntCounterVec,
     keystone_cache_hits: IntCounter,
     keystone_latency: HistogramVec,
+    key_loads: IntCounterVec,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_in_use: IntGauge,
@@ -93,6 +94,14 @@ impl Metrics {
             ]),
             &["call"],
         )?;
+        let key_loads = IntCounterVec::new(
+            Opts::new(
+                "auth_key_loads_total",
+                "Signing key (re)loads, by source (files: PEM and JWKS files on SIGHUP; jwks_url: \
+                 the fetched JWKS) and outcome (ok, failed: the keys in use stay)",
+            ),
+            &["source", "outcome"],
+        )?;
         let gauge = |name: &str, help: &str| IntGauge::new(name, help);
         let pool_connections = gauge("db_pool_connections", "Open database connections")?;
         let pool_idle = gauge("db_pool_idle_connections", "Idle database connections")?;
@@ -131,6 +140,7 @@ impl Metrics {
             Box::new(keystone_validations.clone()),
             Box::new(keystone_cache_hits.clone()),
             Box::new(keystone_latency.clone()),
+            Box::new(key_loads.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
             Box::new(pool_in_use.clone()),
@@ -155,6 +165,7 @@ impl Metrics {
             keystone_validations,
             keystone_cache_hits,
             keystone_latency,
+            key_loads,
             pool_connections,
             pool_idle,
             pool_in_use,
@@ -236,6 +247,12 @@ impl ValidationObserver for Metrics {
         self.keystone_latency
             .with_label_values(&[call.as_str()])
             .observe(seconds);
+    }
+
+    fn key_load(&self, source: KeySource, ok: bool) {
+        self.key_loads
+            .with_label_values(&[source.as_str(), if ok { "ok" } else { "failed" }])
+            .inc();
     }
 }
 

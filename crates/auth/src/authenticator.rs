@@ -39,7 +39,26 @@ impl ValidationOutcome {
     }
 }
 
-/// Told what Keystone validation does, for metrics; every method does nothing by default.
+/// Which keys a (re)load was of, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The PEM and JWKS files, read again on SIGHUP.
+    Files,
+    /// The JWKS of `auth.jwks_url` or `auth.oidc_issuer`, fetched.
+    Remote,
+}
+
+impl KeySource {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Remote => "jwks_url",
+        }
+    }
+}
+
+/// Told what token validation does, for metrics; every method does nothing by default.
 pub trait ValidationObserver: Send + Sync {
     /// A Keystone token's validation ended (from the cache or from Keystone).
     fn validation(&self, _outcome: ValidationOutcome) {}
@@ -47,6 +66,9 @@ pub trait ValidationObserver: Send + Sync {
     fn cache_hit(&self) {}
     /// One call to Keystone took `seconds` (answered or not).
     fn keystone_call(&self, _call: KeystoneCall, _seconds: f64) {}
+    /// The signing keys were (re)loaded from `source`, or could not be (`ok` false: the keys
+    /// in use stay).
+    fn key_load(&self, _source: KeySource, _ok: bool) {}
 }
 
 /// An observer that records nothing.
@@ -88,7 +110,7 @@ impl Authenticator {
     ) -> Result<Self, KeyError> {
         let keystone_url = settings.keystone_url();
         let jwt = if settings.has_jwt_keys() || keystone_url.is_none() {
-            Some(TokenValidator::from_settings(settings)?)
+            Some(TokenValidator::build(settings, Arc::clone(&observer))?)
         } else {
             None
         };
@@ -119,6 +141,26 @@ impl Authenticator {
         self.inner.jwt.as_ref()
     }
 
+    /// `Err` with the reason while the service cannot validate tokens yet: the keys of
+    /// `auth.jwks_url` (or `auth.oidc_issuer`) have not been fetched once.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.inner
+            .jwt
+            .as_ref()
+            .map_or(Ok(()), TokenValidator::readiness)
+    }
+
+    /// SIGHUP: reads the PEM and JWKS key files again and asks for the JWKS URL to be fetched
+    /// again. A file that cannot be used is an error, and the keys in use stay as they were.
+    /// Answers how many keys the files and the HMAC secret give, `None` without key files.
+    pub fn reload_keys(&self) -> Result<Option<usize>, KeyError> {
+        let Some(jwt) = &self.inner.jwt else {
+            return Ok(None);
+        };
+        jwt.refresh_remote_keys();
+        jwt.reload_key_files()
+    }
+
     /// Whether Keystone tokens are accepted.
     pub fn accepts_keystone(&self) -> bool {
         self.inner.keystone.is_some()
@@ -138,10 +180,10 @@ impl Authenticator {
         }
         match (&self.inner.jwt, &self.inner.keystone) {
             (Some(jwt), Some(_)) | (Some(jwt), None) if is_jwt_shaped(token) => {
-                Ok(jwt.validate(token)?)
+                jwt.validate_current(token).await
             }
             (_, Some(keystone)) => keystone.validate(token).await,
-            (Some(jwt), None) => Ok(jwt.validate(token)?),
+            (Some(jwt), None) => jwt.validate_current(token).await,
             // `from_settings` never builds an authenticator with neither.
             (None, None) => Err(AuthError::Malformed.into()),
         }
@@ -149,9 +191,14 @@ impl Authenticator {
 }
 
 impl AuthSettings {
-    /// Whether a JWT key (HMAC secret, PEM file or JWKS file) is configured.
+    /// Whether a JWT key (HMAC secret, PEM file, JWKS file or URL, OIDC issuer) is configured.
     pub(crate) fn has_jwt_keys(&self) -> bool {
-        self.hmac_secret.is_some() || !self.public_key_files.is_empty() || self.jwks_file.is_some()
+        let set = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.trim().is_empty());
+        self.hmac_secret.is_some()
+            || !self.public_key_files.is_empty()
+            || self.jwks_file.is_some()
+            || set(&self.jwks_url)
+            || set(&self.oidc_issuer)
     }
 
     /// The Keystone URL, when Keystone validation is on (an empty `url` is off, as an unset

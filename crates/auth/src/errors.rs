@@ -98,11 +98,12 @@ impl AccessDenied {
 /// Meant for the operator at start-up: messages name the file and setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// No HMAC secret, public key file, JWKS file or Keystone is configured, so no token could
-    /// ever pass.
+    /// No HMAC secret, public key file, JWKS file or URL, OIDC issuer or Keystone is
+    /// configured, so no token could ever pass.
     #[error(
         "no token key is configured: set auth.hmac_secret (CSBS__AUTH__HMAC_SECRET), \
-         auth.public_key_files, auth.jwks_file or auth.keystone.url"
+         auth.public_key_files, auth.jwks_file, auth.jwks_url, auth.oidc_issuer or \
+         auth.keystone.url"
     )]
     NoKeys,
     /// The HMAC secret is shorter than [`MIN_HMAC_SECRET_BYTES`].
@@ -139,6 +140,15 @@ pub enum KeyError {
     #[error("auth.keystone.{setting} (CSBS__AUTH__KEYSTONE__{upper}): {reason}", upper = setting.to_uppercase())]
     Keystone {
         /// The setting's name inside `auth.keystone`.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `auth` setting of the signing keys (`jwks_url`, `oidc_issuer`, their timings) cannot
+    /// be used; the text says why.
+    #[error("auth.{setting} (CSBS__AUTH__{upper}): {reason}", upper = setting.to_uppercase())]
+    Setting {
+        /// The setting's name inside `auth`.
         setting: &'static str,
         /// What is wrong with it.
         reason: String,

@@ -92,22 +92,27 @@ struct RawJwks {
 }
 
 /// Loads the signature keys of a JWKS file.
-///
-/// Keys for encryption (`use: enc`, or an RSA encryption `alg`) and keys on curves we cannot
-/// verify (P-521, X25519, …) are skipped, as identity providers publish them next to their
-/// signature keys; a file left with no key is an error. A symmetric (`oct`) key is an error:
-/// shared secrets belong in `hmac_secret`, not in a file of public keys.
 pub(crate) fn load_jwks_file(path: &Path) -> Result<Vec<VerificationKey>, KeyError> {
-    let invalid = |reason: String| KeyError::Invalid {
-        path: path.to_owned(),
-        reason,
-    };
     let bytes = fs::read(path).map_err(|source| KeyError::Unreadable {
         path: path.to_owned(),
         source,
     })?;
-    let jwks: RawJwks = serde_json::from_slice(&bytes)
-        .map_err(|err| invalid(format!("not a JWKS document: {err}")))?;
+    jwks_keys(&bytes, &path.display().to_string()).map_err(|reason| KeyError::Invalid {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// The signature keys of a JWKS document (`{"keys": [...]}`), from a file or a URL; `origin`
+/// names where it came from in each key's `source`.
+///
+/// Keys for encryption (`use: enc`, or an RSA encryption `alg`) and keys on curves we cannot
+/// verify (P-521, X25519, …) are skipped, as identity providers publish them next to their
+/// signature keys; a document left with no key is an error. A symmetric (`oct`) key is an
+/// error: shared secrets belong in `hmac_secret`, not in a set of public keys.
+pub(crate) fn jwks_keys(bytes: &[u8], origin: &str) -> Result<Vec<VerificationKey>, String> {
+    let jwks: RawJwks =
+        serde_json::from_slice(bytes).map_err(|err| format!("not a JWKS document: {err}"))?;
     let mut keys = Vec::new();
     for (index, value) in jwks.keys.iter().enumerate() {
         if !is_signature_key_we_verify(value) {
@@ -118,17 +123,17 @@ pub(crate) fn load_jwks_file(path: &Path) -> Result<Vec<VerificationKey>, KeyErr
             None => format!("key #{index}"),
         };
         let jwk: Jwk = serde_json::from_value(value.clone())
-            .map_err(|err| invalid(format!("{name}: not a JWK: {err}")))?;
-        if let Some(key) = jwk_key(&jwk).map_err(|reason| invalid(format!("{name}: {reason}")))? {
+            .map_err(|err| format!("{name}: not a JWK: {err}"))?;
+        if let Some(key) = jwk_key(&jwk).map_err(|reason| format!("{name}: {reason}"))? {
             keys.push(VerificationKey {
-                source: format!("{} {name}", path.display()),
+                source: format!("{origin} {name}"),
                 kid: jwk.common.key_id.clone(),
                 ..key
             });
         }
     }
     if keys.is_empty() {
-        return Err(invalid("holds no usable signature key".to_owned()));
+        return Err("holds no usable signature key".to_owned());
     }
     Ok(keys)
 }

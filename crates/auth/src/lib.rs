@@ -4,7 +4,8 @@
 //! A request's token arrives in `X-Auth-Token` or `Authorization: Bearer` ([`extract_token`]).
 //! An [`Authenticator`], built once at start-up from [`AuthSettings`], routes it by its shape:
 //! a JWT is checked by a [`TokenValidator`] with an HMAC secret (development) and/or public keys
-//! from PEM files and a JWKS file (production); an opaque token is validated by Keystone
+//! from PEM files, a JWKS file, or a JWKS URL or OpenID Connect issuer refreshed in the
+//! background (production; files are read again on SIGHUP); an opaque token is validated by Keystone
 //! (`auth.keystone`), as keystonemiddleware does, with a cache. A valid token becomes a
 //! [`Caller`], whose `authorize_*` methods answer the tenant, administrator and service-role
 //! questions.
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod authenticator;
+mod ca_file;
 mod caller;
 mod claims;
 mod errors;
@@ -26,12 +28,15 @@ mod key_files;
 mod keys;
 mod keystone;
 mod mint;
+mod remote_keys;
 mod settings;
 mod token_header;
 mod token_source;
 mod validator;
 
-pub use authenticator::{Authenticator, NoObserver, ValidationObserver, ValidationOutcome};
+pub use authenticator::{
+    Authenticator, KeySource, NoObserver, ValidationObserver, ValidationOutcome,
+};
 pub use caller::Caller;
 pub use claims::Claims;
 pub use errors::{

@@ -11,8 +11,8 @@ use serde::Deserialize;
 /// Token validation settings. Every field has a default, so a configuration names only what it
 /// changes; unknown fields are refused so that a misspelt setting is noticed at start-up.
 ///
-/// At least one of `hmac_secret`, `public_key_files`, `jwks_file` and `keystone.url` must be
-/// set, or [`crate::Authenticator::from_settings`] fails: a service that cannot accept any
+/// At least one of `hmac_secret`, `public_key_files`, `jwks_file`, `jwks_url`, `oidc_issuer`
+/// and `keystone.url` must be set, or [`crate::Authenticator::from_settings`] fails: a service that cannot accept any
 /// token is a misconfiguration, not a mode.
 ///
 /// `Debug` shows the secret as `[REDACTED]`.
@@ -27,8 +27,29 @@ pub struct AuthSettings {
     /// (EdDSA). Default: none.
     pub public_key_files: Vec<PathBuf>,
     /// A JWKS file (`{"keys": [...]}`) of public signature keys; a token's `kid` selects the key.
-    /// Default: none.
+    /// PEM and JWKS files are read again on SIGHUP. Default: none.
     pub jwks_file: Option<PathBuf>,
+    /// A JWKS URL (an identity provider's `jwks_uri`), fetched at start and refreshed in the
+    /// background: every `jwks_refresh_seconds`, sooner when the answer's `Cache-Control:
+    /// max-age` says so, and early when a token names a `kid` not yet known. A failed refresh
+    /// keeps the last good keys. Default: none.
+    pub jwks_url: Option<String>,
+    /// An OpenID Connect issuer whose `/.well-known/openid-configuration` names the JWKS URL
+    /// (`jwks_uri`); it is also the required `iss` unless `issuer` says otherwise. Not together
+    /// with `jwks_url`. Default: none.
+    pub oidc_issuer: Option<String>,
+    /// The longest the keys of `jwks_url` (or `oidc_issuer`) are used without fetching them
+    /// again, in seconds. Default: 300.
+    pub jwks_refresh_seconds: u64,
+    /// The shortest time between two fetches of the JWKS, in seconds, whatever the answer's
+    /// cache lifetime or the tokens with unknown `kid`s ask for. Default: 5.
+    pub jwks_min_refresh_seconds: u64,
+    /// The longest one fetch of the JWKS (or of the discovery document) may take, in
+    /// milliseconds, connecting included. Default: 3000.
+    pub jwks_timeout_ms: u64,
+    /// A PEM file of CA certificates that the JWKS URL's (and the issuer's) certificate must
+    /// chain to, beside the system's. Default: none.
+    pub jwks_ca_file: Option<PathBuf>,
     /// When set, tokens must carry exactly this `iss`. Default: not checked.
     pub issuer: Option<String>,
     /// When set, tokens must carry this value in `aud`. Default: `aud` is not checked.
@@ -198,6 +219,12 @@ impl AuthSettings {
     /// The default `leeway_seconds`: enough for hosts kept in sync by NTP, short enough that an
     /// expired token stops working within half a minute.
     pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+    /// The default `jwks_refresh_seconds`: a key an identity provider removed stops working
+    /// within five minutes, and the provider is asked twelve times an hour.
+    pub const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 300;
+    /// The default `jwks_min_refresh_seconds`: "a few seconds", so that tokens naming unknown
+    /// keys cannot make the service hammer the identity provider.
+    pub const DEFAULT_JWKS_MIN_REFRESH_SECONDS: u64 = 5;
 }
 
 impl Default for AuthSettings {
@@ -206,6 +233,12 @@ impl Default for AuthSettings {
             hmac_secret: None,
             public_key_files: Vec::new(),
             jwks_file: None,
+            jwks_url: None,
+            oidc_issuer: None,
+            jwks_refresh_seconds: Self::DEFAULT_JWKS_REFRESH_SECONDS,
+            jwks_min_refresh_seconds: Self::DEFAULT_JWKS_MIN_REFRESH_SECONDS,
+            jwks_timeout_ms: 3000,
+            jwks_ca_file: None,
             issuer: None,
             audience: None,
             admin_role: RoleNames::new([Self::DEFAULT_ADMIN_ROLE]),
@@ -235,6 +268,10 @@ mod tests {
         assert!(settings.hmac_secret.is_none());
         assert!(settings.public_key_files.is_empty());
         assert!(settings.jwks_file.is_none());
+        assert!(settings.jwks_url.is_none());
+        assert!(settings.oidc_issuer.is_none());
+        assert_eq!(settings.jwks_refresh_seconds, 300);
+        assert_eq!(settings.jwks_min_refresh_seconds, 5);
         assert!(settings.audience.is_none());
     }
 

@@ -15,9 +15,12 @@ use serde_json::{Map, Value};
 
 use crate::caller::RoleRules;
 use crate::claims::{check_claims, check_times};
-use crate::keys::KeyRing;
-use crate::token_header::read_header;
-use crate::{AuthError, AuthSettings, Caller, KeyError, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES};
+use crate::keys::{KeyRing, Keys};
+use crate::token_header::{read_header, TokenHeader};
+use crate::{
+    AuthError, AuthSettings, Caller, IdentityUnavailable, KeyError, KeySource, NoObserver,
+    ValidationError, ValidationObserver, MAX_LEEWAY_SECONDS, MAX_TOKEN_BYTES,
+};
 
 /// Validates JWTs against the configured keys, issuer and audience.
 ///
@@ -33,6 +36,7 @@ struct Inner {
     validation: Validation,
     leeway_seconds: u64,
     rules: RoleRules,
+    observer: Arc<dyn ValidationObserver>,
 }
 
 impl fmt::Debug for TokenValidator {
@@ -56,6 +60,14 @@ impl TokenValidator {
     /// when a role, issuer or audience setting is empty, or when the leeway is over
     /// [`MAX_LEEWAY_SECONDS`].
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
+        Self::build(settings, Arc::new(NoObserver))
+    }
+
+    /// As [`TokenValidator::from_settings`], telling `observer` of every key (re)load.
+    pub(crate) fn build(
+        settings: &AuthSettings,
+        observer: Arc<dyn ValidationObserver>,
+    ) -> Result<Self, KeyError> {
         let rules = RoleRules::from_settings(settings)?;
         for (setting, value) in [
             ("issuer", settings.issuer.as_ref()),
@@ -68,7 +80,16 @@ impl TokenValidator {
         if settings.leeway_seconds > MAX_LEEWAY_SECONDS {
             return Err(KeyError::LeewayTooLarge);
         }
-        let keys = KeyRing::load(settings)?;
+        let keys = KeyRing::load(settings, Arc::clone(&observer))?;
+        // An OpenID Connect issuer's tokens carry it as `iss`, unless `issuer` says otherwise.
+        let issuer = settings.issuer.clone().or_else(|| {
+            settings
+                .oidc_issuer
+                .as_deref()
+                .map(str::trim)
+                .filter(|issuer| !issuer.is_empty())
+                .map(str::to_owned)
+        });
 
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = settings.leeway_seconds;
@@ -77,7 +98,7 @@ impl TokenValidator {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         let mut required = HashSet::new();
-        if let Some(issuer) = &settings.issuer {
+        if let Some(issuer) = &issuer {
             validation.set_issuer(&[issuer]);
             // jsonwebtoken checks `iss` only when present; a configured issuer must be there.
             required.insert("iss".to_owned());
@@ -99,14 +120,81 @@ impl TokenValidator {
                 validation,
                 leeway_seconds: settings.leeway_seconds,
                 rules,
+                observer,
             }),
         })
     }
 
-    /// How many verification keys were loaded (the HMAC secret counts as one), for the
-    /// start-up log.
+    /// How many verification keys are in use now (the HMAC secret counts as one; keys of a
+    /// JWKS URL once fetched), for the start-up log.
     pub fn key_count(&self) -> usize {
-        self.inner.keys.len()
+        self.inner.keys.snapshot().len()
+    }
+
+    /// Reads the PEM and JWKS files again (SIGHUP); on any error the keys in use stay. Answers
+    /// how many keys the files and the HMAC secret now give, `None` when no file is configured.
+    pub fn reload_key_files(&self) -> Result<Option<usize>, KeyError> {
+        let reloaded = self.inner.keys.reload_files();
+        if self.inner.keys.sources_have_files() {
+            self.inner
+                .observer
+                .key_load(KeySource::Files, reloaded.is_ok());
+        }
+        reloaded
+    }
+
+    /// Asks for the keys of `auth.jwks_url` (or `auth.oidc_issuer`) to be fetched again as soon
+    /// as `jwks_min_refresh_seconds` allows; nothing when neither is configured.
+    pub fn refresh_remote_keys(&self) {
+        if let Some(remote) = self.inner.keys.remote() {
+            remote.refresh_soon();
+        }
+    }
+
+    /// `Err` with the reason while the keys of `auth.jwks_url` (or `auth.oidc_issuer`) have not
+    /// been loaded yet; the service is not ready until they are.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.inner
+            .keys
+            .remote()
+            .map_or(Ok(()), crate::remote_keys::RemoteKeys::readiness)
+    }
+
+    /// [`TokenValidator::validate`], with the fetched keys kept current: a token naming a `kid`
+    /// that no key has makes the JWKS be fetched early (at most once per
+    /// `jwks_min_refresh_seconds`) before it is refused, and while no key set has been fetched
+    /// yet a token that no other key verifies is [`ValidationError::Unavailable`] (503), as the
+    /// identity provider, not the token, is what is missing.
+    pub(crate) async fn validate_current(&self, token: &str) -> Result<Caller, ValidationError> {
+        let Some(remote) = self.inner.keys.remote() else {
+            return Ok(self.validate(token)?);
+        };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge.into());
+        }
+        let header = read_header(token)?;
+        let keys = self.inner.keys.snapshot();
+        let unknown_kid = header
+            .kid
+            .as_deref()
+            .is_some_and(|kid| !keys.knows_kid(kid));
+        if unknown_kid || remote.keys().is_none() {
+            drop(keys);
+            remote.refresh_early().await;
+        }
+        let keys = self.inner.keys.snapshot();
+        match self.check(token, &header, &keys) {
+            Err(AuthError::BadSignature | AuthError::UnsupportedAlgorithm(_))
+                if remote.keys().is_none() =>
+            {
+                Err(IdentityUnavailable(format!(
+                    "the signing keys of auth.{} are not loaded yet",
+                    remote.setting()
+                ))
+                .into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Checks `token` and says who sent it.
@@ -120,10 +208,12 @@ impl TokenValidator {
             return Err(AuthError::TooLarge);
         }
         let header = read_header(token)?;
-        let candidates = self
-            .inner
-            .keys
-            .candidates(header.alg, header.kid.as_deref());
+        self.check(token, &header, &self.inner.keys.snapshot())
+    }
+
+    /// The signature and the claims of a token whose header has been read, against `keys`.
+    fn check(&self, token: &str, header: &TokenHeader, keys: &Keys) -> Result<Caller, AuthError> {
+        let candidates = keys.candidates(header.alg, header.kid.as_deref());
         if candidates.is_empty() {
             return Err(AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
         }

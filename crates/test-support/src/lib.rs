@@ -1,7 +1,8 @@
 //! Test support for the CSBS crates (a dev-dependency only): throwaway databases (a fresh
 //! SQLite file, or a fresh PostgreSQL schema, per test, removed when the test ends), one test
 //! per backend from one check (`backend_tests!`), item fixtures, and the reference meaning of a
-//! list that the queries are tested against.
+//! list that the queries are tested against, and an identity provider stand-in
+//! ([`identity_provider`]) for the tests of signing keys fetched from a URL.
 //!
 //! PostgreSQL is found at `CSBS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), and may be reached through a PgBouncer
@@ -11,6 +12,8 @@
 
 // Test support: a failure to set up a test database must stop the test loudly.
 #![allow(clippy::expect_used, clippy::panic)]
+
+pub mod identity_provider;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

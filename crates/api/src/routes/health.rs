@@ -1,5 +1,5 @@
-//! `GET /healthz` (the process answers), `GET /readyz` (migrations applied and the database
-//! answering) and `GET /metrics` (Prometheus text). None needs a token: expose them to the
+//! `GET /healthz` (the process answers), `GET /readyz` (migrations applied, the database
+//! answering, fetched signing keys loaded) and `GET /metrics` (Prometheus text). None needs a token: expose them to the
 //! platform, not the internet. All are cheap enough to poll every second.
 
 use actix_web::http::{Method, StatusCode};
@@ -74,7 +74,8 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Readiness
 ///
-/// 200 when migrations are applied and the database answers, else 503.
+/// 200 when migrations are applied, the database answers and the signing keys of
+/// `auth.jwks_url` (or `auth.oidc_issuer`), when configured, have been loaded; else 503.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -87,6 +88,9 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     )
 )]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Err(reason) = state.authenticator.readiness() {
+        return Err(ApiError::IdentityUnavailable(reason));
+    }
     // `run` answers 503 itself until migrations are applied.
     state.run(|repository| repository.ping()).await?;
     wire::json(

@@ -51,6 +51,26 @@ pub fn pool_mode_name(database_url: &str) -> &'static str {
     csbs_test_support::pool_mode_for(database_url).name()
 }
 
+/// `csbs-api serve` of the built binary on `db`, with `data_dir`, on a free port (answered
+/// with the command), before it is spawned: the caller adds its settings.
+pub fn serve_command(
+    db: &TestDatabase,
+    data_dir: &std::path::Path,
+) -> (u16, std::process::Command) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_csbs-api"));
+    command
+        .arg("serve")
+        .env("DATABASE_URL", db.url())
+        .env("CSBS__DATABASE__POOL_MODE", pool_mode_name(db.url()))
+        .env("CSBS__DATA_DIR", data_dir)
+        .env("CSBS__SERVER__BIND", format!("127.0.0.1:{port}"));
+    (port, command)
+}
+
 impl TestApp {
     /// Starts the service on `db`, with a `/test/panic` route that panics.
     pub async fn spawn(db: TestDatabase) -> Self {

@@ -16,6 +16,7 @@ mod outages;
 mod pooling;
 mod readme;
 mod request_bodies;
+mod rotating_keys;
 mod scratch_cluster;
 mod shutdown;
 mod tenant_isolation;

@@ -47,20 +47,8 @@ fn the_binary_exits_zero_on_sigterm() {
     let db = TestDatabase::sqlite();
     let data_dir =
         std::env::temp_dir().join(format!("csbs-sigterm-{}", uuid::Uuid::new_v4().simple()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_csbs-api"))
-        .arg("serve")
-        .env("DATABASE_URL", db.url())
-        .env(
-            "CSBS__DATABASE__POOL_MODE",
-            crate::helpers::pool_mode_name(db.url()),
-        )
-        .env("CSBS__DATA_DIR", &data_dir)
-        .env("CSBS__SERVER__BIND", format!("127.0.0.1:{port}"))
+    let (port, mut command) = crate::helpers::serve_command(&db, &data_dir);
+    let mut child = command
         .env("CSBS__SERVER__SHUTDOWN_GRACE_SECONDS", "2")
         .env("CSBS__LOG__FILTER", "warn")
         .stdout(std::process::Stdio::null())

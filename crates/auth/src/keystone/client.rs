@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::identity::{now_micros, read_login, read_validation, KeystoneIdentity, Unreadable};
+use crate::ca_file::read_ca_file;
 use crate::{AuthError, IdentityUnavailable, KeyError, KeystoneSettings, ValidationObserver};
 
 /// What Keystone said of a token.
@@ -108,22 +109,10 @@ impl KeystoneClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("csbs-api/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path).map_err(|source| KeyError::Unreadable {
-                path: path.clone(),
-                source,
+            let certificates = read_ca_file(path, |reason| KeyError::Keystone {
+                setting: "ca_file",
+                reason,
             })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
-                KeyError::Keystone {
-                    setting: "ca_file",
-                    reason: format!("{}: not PEM certificates: {error}", path.display()),
-                }
-            })?;
-            if certificates.is_empty() {
-                return Err(KeyError::Keystone {
-                    setting: "ca_file",
-                    reason: format!("{} holds no certificate", path.display()),
-                });
-            }
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }

@@ -1,0 +1,386 @@
+//! Signing keys that change while the service runs: a JWKS URL refreshed in the background (and
+//! early for an unknown `kid`), an OpenID Connect issuer's discovery document, key files read
+//! again on demand (SIGHUP in the binary), and header fields that point at other keys ignored.
+//!
+//! The identity provider is a stand-in on a loopback port whose answers the tests change, and
+//! which counts what it is asked.
+
+// The helpers below are test code too: a broken fixture should panic right there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use csbs_auth::{AuthError, AuthSettings, Authenticator, NoObserver, ValidationError};
+use csbs_test_support::identity_provider::{jwks_subset, Answer, IdentityProvider};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+fn key_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+/// A JWKS of the fixture keys named by `kids` (taken from `tests/keys/jwks.json`).
+fn jwks(kids: &[&str]) -> Value {
+    jwks_subset(&key_path("jwks.json"), kids)
+}
+
+/// The private key of each RSA fixture kid.
+fn private_key(kid: &str) -> &'static str {
+    match kid {
+        "rsa-1" => "rsa_private.pem",
+        "rsa-2" => "rsa2_private.pem",
+        other => panic!("no private key for {other}"),
+    }
+}
+
+fn claims(issuer: Option<&str>) -> Value {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = json!({"sub": "alice", "project_id": "p1", "exp": now + 300, "iat": now});
+    if let Some(issuer) = issuer {
+        claims["iss"] = json!(issuer);
+    }
+    claims
+}
+
+fn sign(header: &Header, kid_key: &str, claims: &Value) -> String {
+    let pem = std::fs::read(key_path(private_key(kid_key))).unwrap();
+    jsonwebtoken::encode(header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+/// An RS256 token signed with the fixture key `kid`, naming it.
+fn token(kid: &str) -> String {
+    token_with_issuer(kid, None)
+}
+
+fn token_with_issuer(kid: &str, issuer: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    sign(&header, kid, &claims(issuer))
+}
+
+fn url_settings(url: String) -> AuthSettings {
+    AuthSettings {
+        jwks_url: Some(url),
+        jwks_min_refresh_seconds: 1,
+        jwks_timeout_ms: 2000,
+        ..AuthSettings::default()
+    }
+}
+
+fn authenticator(settings: &AuthSettings) -> Authenticator {
+    Authenticator::from_settings(settings, Arc::new(NoObserver)).unwrap()
+}
+
+/// Waits (up to `seconds`) until the authenticator has its first key set.
+async fn until_ready(authenticator: &Authenticator, seconds: u64) {
+    let started = Instant::now();
+    while let Err(reason) = authenticator.readiness() {
+        assert!(
+            started.elapsed() < Duration::from_secs(seconds),
+            "not ready after {seconds} s: {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn refused(result: Result<csbs_auth::Caller, ValidationError>) -> AuthError {
+    match result {
+        Err(ValidationError::Rejected(error)) => error,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_accepted_without_a_restart_and_a_removed_one_refused() {
+    let idp = IdentityProvider::start();
+    idp.answer("/jwks", Answer::json(&jwks(&["rsa-1"])));
+    let auth = authenticator(&url_settings(idp.url("/jwks")));
+    until_ready(&auth, 5).await;
+    assert_eq!(idp.requests("/jwks"), 1);
+    let caller = auth.validate(&token("rsa-1")).await.unwrap();
+    assert_eq!(caller.project_id.unwrap().as_str(), "p1");
+
+    // The provider rotates: rsa-2 is published and rsa-1 withdrawn. A token naming the new key
+    // makes the service fetch at once (the minimum interval has passed) and is accepted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    idp.answer("/jwks", Answer::json(&jwks(&["rsa-2"])));
+    auth.validate(&token("rsa-2")).await.unwrap();
+    assert_eq!(idp.requests("/jwks"), 2, "one early fetch");
+
+    // The withdrawn key no longer verifies anything; asking again so soon fetches nothing.
+    assert_eq!(
+        refused(auth.validate(&token("rsa-1")).await),
+        AuthError::BadSignature
+    );
+    assert_eq!(
+        idp.requests("/jwks"),
+        2,
+        "no fetch within the minimum interval"
+    );
+}
+
+#[tokio::test]
+async fn the_provider_failing_or_gone_keeps_the_last_good_keys() {
+    let idp = IdentityProvider::start();
+    idp.answer(
+        "/jwks",
+        Answer {
+            // A one-second lifetime: the service refreshes every second (the minimum).
+            cache_control: Some("public, max-age=1"),
+            ..Answer::json(&jwks(&["rsa-1"]))
+        },
+    );
+    let auth = authenticator(&url_settings(idp.url("/jwks")));
+    until_ready(&auth, 5).await;
+
+    // Failing answers, then a document without usable keys: the refreshes fail, the keys stay.
+    idp.answer("/jwks", Answer::status(500));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    idp.answer("/jwks", Answer::json(&json!({"keys": []})));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        idp.requests("/jwks") >= 3,
+        "refreshed by the answer's max-age: {} fetches",
+        idp.requests("/jwks")
+    );
+    auth.validate(&token("rsa-1")).await.unwrap();
+    assert!(
+        auth.readiness().is_ok(),
+        "still ready with the last good keys"
+    );
+
+    // The provider comes back with a rotated key: it is taken.
+    idp.answer("/jwks", Answer::json(&jwks(&["rsa-2"])));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    auth.validate(&token("rsa-2")).await.unwrap();
+}
+
+#[tokio::test]
+async fn until_the_first_key_set_the_service_is_not_ready_and_tokens_are_503() {
+    let idp = IdentityProvider::start();
+    idp.answer("/jwks", Answer::status(503));
+    let auth = authenticator(&url_settings(idp.url("/jwks")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reason = auth.readiness().unwrap_err();
+    assert!(reason.contains("auth.jwks_url"), "{reason}");
+    assert!(reason.contains("503"), "the last error is told: {reason}");
+    match auth.validate(&token("rsa-1")).await {
+        Err(ValidationError::Unavailable(error)) => {
+            assert!(error.to_string().contains("not loaded yet"), "{error}");
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+
+    // The provider comes up: the retries (1 s, then 2 s, …) load the keys by themselves.
+    idp.answer("/jwks", Answer::json(&jwks(&["rsa-1"])));
+    until_ready(&auth, 8).await;
+    auth.validate(&token("rsa-1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_naming_unknown_keys_cannot_make_the_service_hammer_the_provider() {
+    let idp = IdentityProvider::start();
+    idp.answer("/jwks", Answer::json(&jwks(&["rsa-1"])));
+    let auth = authenticator(&url_settings(idp.url("/jwks")));
+    until_ready(&auth, 5).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // 200 tokens, each naming a key nobody has, at once and then for two seconds.
+    let started = Instant::now();
+    let mut attempts = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let batch: Vec<_> = (0..20)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    let mut header = Header::new(Algorithm::RS256);
+                    header.kid = Some(format!("forged-{i}"));
+                    auth.validate(&sign(&header, "rsa-2", &claims(None))).await
+                })
+            })
+            .collect();
+        for task in batch {
+            assert_eq!(refused(task.await.unwrap()), AuthError::BadSignature);
+            attempts += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fetches = idp.requests("/jwks");
+    // The first fetch, then at most one per second of the two.
+    assert!(
+        (2..=4).contains(&fetches),
+        "{fetches} fetches for {attempts} tokens"
+    );
+}
+
+#[tokio::test]
+async fn an_oidc_issuer_names_its_jwks_and_its_tokens_issuer() {
+    let idp = IdentityProvider::start();
+    let issuer = idp.url("/realms/cloud");
+    idp.answer(
+        "/realms/cloud/.well-known/openid-configuration",
+        Answer::json(&json!({
+            "issuer": issuer,
+            "jwks_uri": idp.url("/realms/cloud/certs"),
+            "authorization_endpoint": idp.url("/realms/cloud/auth"),
+        })),
+    );
+    idp.answer("/realms/cloud/certs", Answer::json(&jwks(&["rsa-1"])));
+    let auth = authenticator(&AuthSettings {
+        oidc_issuer: Some(issuer.clone()),
+        jwks_min_refresh_seconds: 1,
+        ..AuthSettings::default()
+    });
+    until_ready(&auth, 5).await;
+    auth.validate(&token_with_issuer("rsa-1", Some(&issuer)))
+        .await
+        .unwrap();
+    // The issuer is required as `iss`.
+    assert_eq!(
+        refused(
+            auth.validate(&token_with_issuer("rsa-1", Some("https://elsewhere")))
+                .await
+        ),
+        AuthError::WrongIssuer
+    );
+    assert_eq!(
+        refused(auth.validate(&token("rsa-1")).await),
+        AuthError::WrongIssuer
+    );
+}
+
+#[tokio::test]
+async fn a_discovery_document_of_another_issuer_is_not_believed() {
+    let idp = IdentityProvider::start();
+    idp.answer(
+        "/.well-known/openid-configuration",
+        Answer::json(&json!({"issuer": "https://evil.example", "jwks_uri": idp.url("/certs")})),
+    );
+    idp.answer("/certs", Answer::json(&jwks(&["rsa-1"])));
+    let auth = authenticator(&AuthSettings {
+        oidc_issuer: Some(idp.base.clone()),
+        jwks_min_refresh_seconds: 1,
+        ..AuthSettings::default()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reason = auth.readiness().unwrap_err();
+    assert!(reason.contains("evil.example"), "{reason}");
+    assert_eq!(idp.requests("/certs"), 0, "its keys were never fetched");
+}
+
+#[tokio::test]
+async fn header_fields_that_point_at_other_keys_are_never_followed() {
+    let idp = IdentityProvider::start();
+    idp.answer("/jwks", Answer::json(&jwks(&["rsa-1"])));
+    // The attacker's own key set, which a validator that followed `jku` or `x5u` would fetch.
+    idp.answer("/attacker/jwks", Answer::json(&jwks(&["rsa-2"])));
+    let auth = authenticator(&url_settings(idp.url("/jwks")));
+    until_ready(&auth, 5).await;
+
+    let attacker_jwk: Jwk = serde_json::from_value(jwks(&["rsa-2"])["keys"][0].clone()).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    header.jku = Some(idp.url("/attacker/jwks"));
+    header.x5u = Some(idp.url("/attacker/cert.pem"));
+    header.jwk = Some(attacker_jwk);
+    let forged = sign(&header, "rsa-2", &claims(None));
+    assert_eq!(
+        refused(auth.validate(&forged).await),
+        AuthError::BadSignature
+    );
+    assert_eq!(idp.requests("/attacker/jwks"), 0);
+    assert_eq!(idp.requests("/attacker/cert.pem"), 0);
+    // The same fields on a token of the real key change nothing either.
+    let mut header = header.clone();
+    header.jwk = None;
+    auth.validate(&sign(&header, "rsa-1", &claims(None)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn key_files_are_read_again_on_reload_and_a_bad_file_keeps_the_keys_in_use() {
+    let dir = std::env::temp_dir().join(format!("csbs-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks(&["rsa-1"]).to_string()).unwrap();
+    let auth = authenticator(&AuthSettings {
+        jwks_file: Some(path.clone()),
+        ..AuthSettings::default()
+    });
+    auth.validate(&token("rsa-1")).await.unwrap();
+    assert!(auth.validate(&token("rsa-2")).await.is_err());
+
+    std::fs::write(&path, jwks(&["rsa-2"]).to_string()).unwrap();
+    assert_eq!(auth.reload_keys().unwrap(), Some(1));
+    auth.validate(&token("rsa-2")).await.unwrap();
+    assert_eq!(
+        refused(auth.validate(&token("rsa-1")).await),
+        AuthError::BadSignature
+    );
+
+    // A half-written file is an error, and the keys stay as they were.
+    std::fs::write(&path, r#"{"keys": [{"kty": "RSA""#).unwrap();
+    let error = auth.reload_keys().unwrap_err().to_string();
+    assert!(error.contains("jwks.json"), "{error}");
+    auth.validate(&token("rsa-2")).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unusable_remote_key_settings_are_refused_at_start_up() {
+    let rows = [
+        (
+            AuthSettings {
+                jwks_url: Some("ftp://idp/jwks".to_owned()),
+                ..AuthSettings::default()
+            },
+            "auth.jwks_url (CSBS__AUTH__JWKS_URL)",
+        ),
+        (
+            AuthSettings {
+                jwks_url: Some("https://idp/jwks".to_owned()),
+                oidc_issuer: Some("https://idp".to_owned()),
+                ..AuthSettings::default()
+            },
+            "not both",
+        ),
+        (
+            AuthSettings {
+                jwks_url: Some("https://idp/jwks".to_owned()),
+                jwks_min_refresh_seconds: 0,
+                ..AuthSettings::default()
+            },
+            "auth.jwks_min_refresh_seconds",
+        ),
+        (
+            AuthSettings {
+                jwks_url: Some("https://idp/jwks".to_owned()),
+                jwks_refresh_seconds: 2,
+                jwks_min_refresh_seconds: 5,
+                ..AuthSettings::default()
+            },
+            "auth.jwks_refresh_seconds",
+        ),
+        (
+            AuthSettings {
+                oidc_issuer: Some("https://idp".to_owned()),
+                jwks_ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
+                ..AuthSettings::default()
+            },
+            "/nonexistent/ca.pem",
+        ),
+    ];
+    for (settings, message) in rows {
+        let error = Authenticator::from_settings(&settings, Arc::new(NoObserver))
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {settings:?}"))
+            .to_string();
+        assert!(error.contains(message), "{error}");
+    }
+}
