@@ -16,7 +16,10 @@
 //!
 //! The `csbs-bench` binary runs this at full size; a test runs it small.
 
+mod cpu;
 mod pgbench;
+
+pub use cpu::{table as cpu_table, CpuCost};
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -88,6 +91,8 @@ pub struct BenchmarkOptions {
     pub max_seconds: f64,
     /// Measure only the shapes whose name contains one of these (all when empty).
     pub only: Vec<String>,
+    /// Seconds of steady load per request of the CPU report (0: no report).
+    pub cpu_seconds: f64,
 }
 
 /// What runs the SQL side of each shape.
@@ -135,6 +140,7 @@ impl Default for BenchmarkOptions {
             sqlite_items: 0,
             max_seconds: 20.0,
             only: Vec::new(),
+            cpu_seconds: 3.0,
         }
     }
 }
@@ -256,6 +262,11 @@ pub struct BenchmarkReport {
     pub unavailable: Vec<String>,
     /// The plans of each shape, when asked for.
     pub plans: Vec<ShapePlan>,
+    /// The service's CPU per request, `/healthz` first (empty when not asked for).
+    pub cpu: Vec<CpuCost>,
+    /// Calls the service made to the Keystone stand-in over the whole CPU report: its login
+    /// and one validation, when the cache works.
+    pub keystone_calls: usize,
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of one shape, on both sides.
@@ -449,7 +460,15 @@ pub fn run(
         .n;
     let import_reference = Some(import_reference(&mut conn, REFERENCE_ROWS)?);
     let tenants = pick_tenants(&mut conn)?;
-    let service = RunningService::start(database_url, options.workers)?;
+    let largest = tenants
+        .iter()
+        .find(|tenant| tenant.label == "largest")
+        .context("no largest tenant")?
+        .project_id
+        .clone();
+    let keystone = cpu::KeystoneStandIn::start(&largest);
+    let service =
+        RunningService::start(database_url, options.workers, &keystone.service_settings())?;
     progress(&format!("service listening on port {}", service.port));
     let mut shapes = shapes(&mut conn, &tenants)?;
     if !options.only.is_empty() {
@@ -520,6 +539,14 @@ pub fn run(
         }
     }
     let peak_rss_bytes = memory.stop();
+    let cpu = if options.cpu_seconds > 0.0 {
+        progress("measuring the service's CPU per request");
+        let probes = cpu_probes(&service, &largest, &keystone.caller_token)?;
+        cpu::measure_all(&service, &probes, CPU_CLIENTS, options.cpu_seconds)?
+    } else {
+        Vec::new()
+    };
+    let keystone_calls = keystone.calls();
     drop(service);
 
     let mut plans = Vec::new();
@@ -567,7 +594,47 @@ pub fn run(
         disagreements,
         unavailable,
         plans,
+        cpu,
+        keystone_calls,
     })
+}
+
+/// Connections of the CPU report: the steady two-client load its figures are quoted for.
+pub const CPU_CLIENTS: usize = 2;
+
+/// The requests of the CPU report, for the tenant `project`: a count the counters answer (with
+/// a JWT, and with a cached Keystone token), a show, and list pages of 10 and 100 items.
+fn cpu_probes(
+    service: &RunningService,
+    project: &str,
+    keystone_token: &str,
+) -> anyhow::Result<Vec<cpu::CpuProbe>> {
+    let jwt = token(project, &[])?;
+    let base = format!("/v1/{project}/checkpoint_items");
+    let (status, body) =
+        HttpConnection::connect(service.address())?.get(&format!("{base}?limit=1"), &jwt)?;
+    let page: serde_json::Value = serde_json::from_slice(&body)?;
+    let id = page["checkpoint_items"][0]["id"]
+        .as_str()
+        .with_context(|| format!("no item to show ({status})"))?
+        .to_owned();
+    let probe = |name: &str, target: String, token: &str| cpu::CpuProbe {
+        name: name.to_owned(),
+        target,
+        token: token.to_owned(),
+    };
+    let count = format!("{base}/count?status=available");
+    Ok(vec![
+        probe("count from the counters, JWT", count.clone(), &jwt),
+        probe(
+            "count from the counters, Keystone token (cached)",
+            count,
+            keystone_token,
+        ),
+        probe("show", format!("{base}/{id}"), &jwt),
+        probe("list page of 10", format!("{base}?limit=10"), &jwt),
+        probe("list page of 100", format!("{base}?limit=100"), &jwt),
+    ])
 }
 
 /// Requests and warm-up requests for a shape whose SQL took `once` when run alone: as many as
@@ -1286,8 +1353,13 @@ struct RunningService {
 }
 
 impl RunningService {
-    /// Builds the service as production does, on `database_url`, listening on a free port.
-    fn start(database_url: &str, workers: usize) -> anyhow::Result<Self> {
+    /// Builds the service as production does, on `database_url`, listening on a free port,
+    /// with the `extra` settings (`CSBS__…` names).
+    fn start(
+        database_url: &str,
+        workers: usize,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
         let data_dir =
             std::env::temp_dir().join(format!("csbs-bench-{}", uuid::Uuid::new_v4().simple()));
         let env: HashMap<String, String> = [
@@ -1299,6 +1371,7 @@ impl RunningService {
             ("DATABASE_URL", database_url.to_owned()),
         ]
         .into_iter()
+        .chain(extra.iter().cloned())
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
         let settings = Settings::load_from(None, &env)?;

@@ -74,6 +74,9 @@ struct Args {
     /// `time range,resource_id`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Seconds of steady two-client load per request of the service-CPU report (0 skips it).
+    #[arg(long, default_value_t = 3.0)]
+    cpu_seconds: f64,
 }
 
 fn main() -> ExitCode {
@@ -126,11 +129,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         sqlite_items: args.sqlite_items.unwrap_or(args.items.min(1_000_000)),
         max_seconds: args.max_seconds,
         only: args.only.clone(),
+        cpu_seconds: args.cpu_seconds,
     };
     let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;
 
     println!("{}", report.summary());
     println!("{}", report.table());
+    if !report.cpu.is_empty() {
+        println!(
+            "{}\nThe service called the Keystone stand-in {} times (its login and one validation \
+             when the cache works).\n",
+            benchmark::cpu_table(&report.cpu, benchmark::CPU_CLIENTS),
+            report.keystone_calls
+        );
+    }
     for plan in &report.plans {
         println!("### {}\n\nSQL:\n\n```\n{}\n```\n", plan.shape, plan.sql);
         if let Some(service) = &plan.service {

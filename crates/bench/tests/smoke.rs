@@ -24,6 +24,7 @@ fn the_benchmark_measures_every_shape() {
             explain: true,
             sql_client,
             sqlite_items: 300,
+            cpu_seconds: 0.3,
             ..BenchmarkOptions::default()
         };
         let report = benchmark::run(db.url(), &options, &|message| eprintln!("{message}")).unwrap();
@@ -37,6 +38,7 @@ fn the_benchmark_measures_every_shape() {
             explain: false,
             sqlite_items: 0,
             only: vec!["time range".into()],
+            cpu_seconds: 0.0,
             ..options
         };
         let report = benchmark::run(db.url(), &again, &|message| eprintln!("{message}")).unwrap();
@@ -54,6 +56,30 @@ fn the_benchmark_measures_every_shape() {
 }
 
 fn check(report: &benchmark::BenchmarkReport) {
+    // The CPU report: /healthz first as the yardstick, every request answered and costing
+    // something, and the Keystone count answered from the cache (one login, one validation).
+    let names: Vec<&str> = report
+        .cpu
+        .iter()
+        .map(|cost| cost.request.as_str())
+        .collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names[0], "/healthz");
+    assert!((report.cpu[0].vs_healthz - 1.0).abs() < 1e-9);
+    for cost in &report.cpu {
+        assert!(cost.requests > 0 && cost.micros > 0.0, "{cost:?}");
+    }
+    assert!(
+        report.cpu.iter().any(|cost| cost.name.contains("Keystone")),
+        "{names:?}"
+    );
+    assert_eq!(report.keystone_calls, 2, "one login and one validation");
+    let table = benchmark::cpu_table(&report.cpu, benchmark::CPU_CLIENTS);
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| ")).count(),
+        7,
+        "{table}"
+    );
     let import = report.import.as_ref().expect("the data was generated");
     assert_eq!(import.items, 2000);
     assert!(import.items_per_second() > 0.0);

@@ -1,5 +1,6 @@
-//! An identity provider stand-in on a loopback port: answers GETs by path with what a test
-//! set (a JWKS, a discovery document, an error status), and counts what it is asked. Plain
+//! An identity provider stand-in on a loopback port: answers requests by path (and query,
+//! whatever the method) with what a test set (a JWKS, a discovery document, a Keystone token,
+//! an error status), and counts what it is asked. Plain
 //! threads, so that it serves tokio and actix tests alike.
 
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ pub struct Answer {
     pub body: String,
     /// A `Cache-Control` header, when set.
     pub cache_control: Option<&'static str>,
+    /// More headers (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
@@ -25,6 +28,7 @@ impl Answer {
             status: 200,
             body: body.to_string(),
             cache_control: None,
+            headers: Vec::new(),
         }
     }
 
@@ -34,6 +38,7 @@ impl Answer {
             status,
             body: "{}".to_owned(),
             cache_control: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -126,13 +131,16 @@ fn answer_one(mut stream: std::net::TcpStream, state: &Mutex<State>) {
         state.answers.get(&path).cloned()
     }
     .unwrap_or_else(|| Answer::status(404));
-    let cache = answer
+    let mut extra = answer
         .cache_control
         .map(|value| format!("Cache-Control: {value}\r\n"))
         .unwrap_or_default();
+    for (name, value) in &answer.headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     let response = format!(
         "HTTP/1.1 {} Stand-in\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         {cache}Connection: close\r\n\r\n{}",
+         {extra}Connection: close\r\n\r\n{}",
         answer.status,
         answer.body.len(),
         answer.body
