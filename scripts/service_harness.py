@@ -14,9 +14,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_binary():
-    """Builds the service with cargo and answers the binary's path."""
+    """Builds the service with cargo and answers the binary's path (under `CARGO_TARGET_DIR`
+    when that is set, as cargo puts it there)."""
     subprocess.run(["cargo", "build", "-q", "-p", "csbs-api"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "debug", "csbs-api")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    return os.path.join(ROOT, target, "debug", "csbs-api")
 
 
 def wait_for(predicate, seconds, what):
@@ -54,12 +56,13 @@ def request(method, url, token, body=None, timeout=10):
 
 
 class Service:
-    """`csbs-api serve` on a free port, on `database_url`, with `settings` (CSBS__… variables)."""
+    """`csbs-api serve` on `port` (a free one if not given), on `database_url`, with `settings`
+    (CSBS__… variables)."""
 
-    def __init__(self, binary, database_url, data_dir, **settings):
+    def __init__(self, binary, database_url, data_dir, port=None, **settings):
         self.binary = binary
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, DATABASE_URL=database_url, CSBS__DATA_DIR=data_dir,
                         CSBS__SERVER__BIND=f"127.0.0.1:{self.port}", CSBS__LOG__FILTER="warn",
