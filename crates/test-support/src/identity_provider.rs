@@ -63,6 +63,8 @@ pub fn jwks_subset(path: &std::path::Path, kids: &[&str]) -> serde_json::Value {
 struct State {
     answers: HashMap<String, Answer>,
     requests: HashMap<String, usize>,
+    /// Connections are closed at once, unanswered: the provider's host is up, the provider not.
+    down: bool,
 }
 
 /// The stand-in; it serves until the test process ends. Unknown paths are 404.
@@ -99,6 +101,11 @@ impl IdentityProvider {
         self.lock().answers.insert(path.to_owned(), answer);
     }
 
+    /// Closes every connection at once without an answer (`true`), or answers again.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
     /// How many requests `path` has had.
     pub fn requests(&self, path: &str) -> usize {
         self.lock().requests.get(path).copied().unwrap_or(0)
@@ -113,6 +120,13 @@ impl IdentityProvider {
 
 /// One request per connection (`Connection: close`).
 fn answer_one(mut stream: std::net::TcpStream, state: &Mutex<State>) {
+    if state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .down
+    {
+        return;
+    }
     let mut request = Vec::new();
     let mut buffer = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -45,6 +45,8 @@ const COUNT: &str = "/v1/tenant-a/checkpoint_items/count";
 
 #[actix_web::test]
 async fn readiness_waits_for_the_first_key_set_and_a_new_key_needs_no_restart() {
+    // Signed beforehand: RSA signing in a debug build can take longer than the intervals.
+    let (old_key, new_key) = (token("rsa-1"), token("rsa-2"));
     let idp = IdentityProvider::start();
     idp.answer("/keys", Answer::status(502));
     let db = TestDatabase::sqlite();
@@ -58,7 +60,7 @@ async fn readiness_waits_for_the_first_key_set_and_a_new_key_needs_no_restart() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let readyz = app.get("/readyz", "").await;
     assert_eq!(readyz.status(), 503);
-    let count = app.get(COUNT, &token("rsa-1")).await;
+    let count = app.get(COUNT, &old_key).await;
     assert_eq!(count.status(), 503);
     assert!(count.headers().contains_key("retry-after"));
 
@@ -68,13 +70,13 @@ async fn readiness_waits_for_the_first_key_set_and_a_new_key_needs_no_restart() 
         assert!(started.elapsed() < Duration::from_secs(8), "never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(app.get(COUNT, &token("rsa-1")).await.status(), 200);
+    assert_eq!(app.get(COUNT, &old_key).await.status(), 200);
 
     // The provider rotates to rsa-2; its first token is accepted at once.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     idp.answer("/keys", Answer::json(&jwks(&["rsa-2"])));
-    assert_eq!(app.get(COUNT, &token("rsa-2")).await.status(), 200);
-    assert_eq!(app.get(COUNT, &token("rsa-1")).await.status(), 401);
+    assert_eq!(app.get(COUNT, &new_key).await.status(), 200);
+    assert_eq!(app.get(COUNT, &old_key).await.status(), 401);
     let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"csbs_auth_key_loads_total{outcome="ok",source="jwks_url"} 2"#),
@@ -101,10 +103,12 @@ fn the_binary_reads_its_key_files_again_on_sighup() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let tokens = [("rsa-1", token("rsa-1")), ("rsa-2", token("rsa-2"))];
     let count = |kid: &str| -> u16 {
+        let token = &tokens.iter().find(|(k, _)| *k == kid).unwrap().1;
         let response = reqwest::blocking::Client::new()
             .get(format!("http://127.0.0.1:{port}{COUNT}"))
-            .header("X-Auth-Token", token(kid))
+            .header("X-Auth-Token", token)
             .timeout(Duration::from_secs(5))
             .send();
         response.map_or(0, |r| r.status().as_u16())
