@@ -97,10 +97,22 @@ pub(crate) fn load_jwks_file(path: &Path) -> Result<Vec<VerificationKey>, KeyErr
         path: path.to_owned(),
         source,
     })?;
-    jwks_keys(&bytes, &path.display().to_string()).map_err(|reason| KeyError::Invalid {
-        path: path.to_owned(),
-        reason,
+    jwks_keys(&bytes, &path.display().to_string(), BadKey::Refuse).map_err(|reason| {
+        KeyError::Invalid {
+            path: path.to_owned(),
+            reason,
+        }
     })
+}
+
+/// What to do with a key of a JWKS that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadKey {
+    /// Refuse the whole document: a file the operator wrote, checked at start-up and on SIGHUP.
+    Refuse,
+    /// Skip the key with a warning: an identity provider's document, which may list keys for
+    /// other relying parties.
+    Skip,
 }
 
 /// The signature keys of a JWKS document (`{"keys": [...]}`), from a file or a URL; `origin`
@@ -110,7 +122,11 @@ pub(crate) fn load_jwks_file(path: &Path) -> Result<Vec<VerificationKey>, KeyErr
 /// verify (P-521, X25519, …) are skipped, as identity providers publish them next to their
 /// signature keys; a document left with no key is an error. A symmetric (`oct`) key is an
 /// error: shared secrets belong in `hmac_secret`, not in a set of public keys.
-pub(crate) fn jwks_keys(bytes: &[u8], origin: &str) -> Result<Vec<VerificationKey>, String> {
+pub(crate) fn jwks_keys(
+    bytes: &[u8],
+    origin: &str,
+    bad_key: BadKey,
+) -> Result<Vec<VerificationKey>, String> {
     let jwks: RawJwks =
         serde_json::from_slice(bytes).map_err(|err| format!("not a JWKS document: {err}"))?;
     let mut keys = Vec::new();
@@ -122,14 +138,23 @@ pub(crate) fn jwks_keys(bytes: &[u8], origin: &str) -> Result<Vec<VerificationKe
             Some(kid) => format!("key '{kid}'"),
             None => format!("key #{index}"),
         };
-        let jwk: Jwk = serde_json::from_value(value.clone())
-            .map_err(|err| format!("{name}: not a JWK: {err}"))?;
-        if let Some(key) = jwk_key(&jwk).map_err(|reason| format!("{name}: {reason}"))? {
-            keys.push(VerificationKey {
-                source: format!("{origin} {name}"),
-                kid: jwk.common.key_id.clone(),
-                ..key
+        let key = serde_json::from_value::<Jwk>(value.clone())
+            .map_err(|err| format!("{name}: not a JWK: {err}"))
+            .and_then(|jwk| {
+                let key = jwk_key(&jwk).map_err(|reason| format!("{name}: {reason}"))?;
+                Ok(key.map(|key| VerificationKey {
+                    source: format!("{origin} {name}"),
+                    kid: jwk.common.key_id.clone(),
+                    ..key
+                }))
             });
+        match (key, bad_key) {
+            (Ok(Some(key)), _) => keys.push(key),
+            (Ok(None), _) => {}
+            (Err(reason), BadKey::Refuse) => return Err(reason),
+            (Err(reason), BadKey::Skip) => {
+                tracing::warn!(origin, %reason, "a key of the key set is skipped");
+            }
         }
     }
     if keys.is_empty() {

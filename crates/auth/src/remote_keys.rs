@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::ca_file::read_ca_file;
-use crate::key_files::jwks_keys;
+use crate::key_files::{jwks_keys, BadKey};
 use crate::keys::VerificationKey;
 use crate::{AuthSettings, KeyError, KeySource, ValidationObserver};
 
@@ -50,6 +50,17 @@ pub(crate) struct RemoteKeys {
     fetched: watch::Receiver<u64>,
     /// What the settings call the source, for messages: `auth.jwks_url` or `auth.oidc_issuer`.
     setting: &'static str,
+}
+
+/// How an early refresh went, for the request that asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EarlyRefresh {
+    /// A fetch ran after the request asked, and succeeded.
+    Fetched,
+    /// The fetch failed, or did not end within the wait.
+    Failed,
+    /// The last fetch was too recent; one is scheduled for when the minimum interval ends.
+    Postponed,
 }
 
 /// What the thread and the requests share.
@@ -109,20 +120,28 @@ impl RemoteKeys {
                 format!("'{url}' is not an http:// or https:// URL"),
             ));
         }
-        if settings.jwks_min_refresh_seconds == 0 {
-            return Err(invalid(
+        for (setting, value, most) in [
+            ("jwks_timeout_ms", settings.jwks_timeout_ms, 60_000),
+            (
                 "jwks_min_refresh_seconds",
-                "must be at least 1".to_owned(),
-            ));
+                settings.jwks_min_refresh_seconds,
+                3600,
+            ),
+            (
+                "jwks_refresh_seconds",
+                settings.jwks_refresh_seconds,
+                86_400,
+            ),
+        ] {
+            if value == 0 || value > most {
+                return Err(invalid(setting, format!("must be between 1 and {most}")));
+            }
         }
         if settings.jwks_refresh_seconds < settings.jwks_min_refresh_seconds {
             return Err(invalid(
                 "jwks_refresh_seconds",
                 "must be at least auth.jwks_min_refresh_seconds".to_owned(),
             ));
-        }
-        if settings.jwks_timeout_ms == 0 {
-            return Err(invalid("jwks_timeout_ms", "must be at least 1".to_owned()));
         }
         let certificates = match &settings.jwks_ca_file {
             Some(path) => read_ca_file(path, |reason| invalid("jwks_ca_file", reason))?,
@@ -194,26 +213,35 @@ impl RemoteKeys {
     }
 
     /// Asks for a fetch now, for a token that names a key not known yet, and waits for it
-    /// (within the fetch timeout). Does nothing when the last fetch is more recent than
-    /// `jwks_min_refresh_seconds`; joins the wait when another request already asked.
-    pub(crate) async fn refresh_early(&self) {
+    /// (within the fetch timeout); joins the wait when another request already asked. When
+    /// the last fetch is more recent than `jwks_min_refresh_seconds`, a fetch is scheduled for
+    /// when that interval ends and the caller does not wait: [`EarlyRefresh::Postponed`].
+    pub(crate) async fn refresh_early(&self) -> EarlyRefresh {
         let mut fetched = self.fetched.clone();
         fetched.borrow_and_update();
         {
             let mut schedule = self.shared.schedule();
+            let due = schedule
+                .last_attempt
+                .is_none_or(|at| at.elapsed() >= self.shared.min_interval);
             if !schedule.pending {
-                let recent = schedule
-                    .last_attempt
-                    .is_some_and(|at| at.elapsed() < self.shared.min_interval);
-                if recent {
-                    return;
-                }
                 schedule.pending = true;
                 // The thread is gone only when this handle is dropped.
                 let _ = self.wake.send(());
             }
+            if !due {
+                return EarlyRefresh::Postponed;
+            }
         }
-        let _ = tokio::time::timeout(self.shared.request_wait, fetched.changed()).await;
+        match tokio::time::timeout(self.shared.request_wait, fetched.changed()).await {
+            Ok(Ok(())) if self.shared.schedule().last_error.is_none() => EarlyRefresh::Fetched,
+            _ => EarlyRefresh::Failed,
+        }
+    }
+
+    /// Whether the last fetch failed: the keys in use may be missing the provider's newest.
+    pub(crate) fn failing(&self) -> bool {
+        self.shared.schedule().last_error.is_some()
     }
 
     /// Asks for a fetch as soon as `jwks_min_refresh_seconds` allows, without waiting (SIGHUP).
@@ -269,7 +297,12 @@ fn refresh_loop(
     let mut failures: u32 = 0;
     loop {
         shared.schedule().last_attempt = Some(Instant::now());
-        let wait = match fetch_keys(&http, &plan.source, &mut jwks_url) {
+        // A panic while reading a document must not end the thread and freeze the keys.
+        let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fetch_keys(&http, &plan.source, &mut jwks_url)
+        }))
+        .unwrap_or_else(|_| Err("reading the key set failed unexpectedly (a panic)".to_owned()));
+        let wait = match fetched {
             Ok((keys, max_age)) => {
                 let count = keys.len();
                 let first = shared
@@ -369,7 +402,9 @@ fn fetch_keys(
         (None, Source::Jwks(url)) => url.clone(),
     };
     let (body, max_age) = get(http, &url)?;
-    let keys = jwks_keys(&body, &url).map_err(|reason| format!("{url}: {reason}"))?;
+    // One key the service cannot use (an `oct` key, a short RSA key) must not stop the others
+    // from being used: it is skipped, and said so.
+    let keys = jwks_keys(&body, &url, BadKey::Skip).map_err(|reason| format!("{url}: {reason}"))?;
     Ok((keys, max_age))
 }
 

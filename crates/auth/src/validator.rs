@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::caller::RoleRules;
 use crate::claims::{check_claims, check_times};
 use crate::keys::{KeyRing, Keys};
+use crate::remote_keys::EarlyRefresh;
 use crate::token_header::{read_header, TokenHeader};
 use crate::{
     AuthError, AuthSettings, Caller, IdentityUnavailable, KeyError, KeySource, NoObserver,
@@ -160,11 +161,12 @@ impl TokenValidator {
             .map_or(Ok(()), crate::remote_keys::RemoteKeys::readiness)
     }
 
-    /// [`TokenValidator::validate`], with the fetched keys kept current: a token naming a `kid`
-    /// that no key has makes the JWKS be fetched early (at most once per
-    /// `jwks_min_refresh_seconds`) before it is refused, and while no key set has been fetched
-    /// yet a token that no other key verifies is [`ValidationError::Unavailable`] (503), as the
-    /// identity provider, not the token, is what is missing.
+    /// [`TokenValidator::validate`], with the fetched keys kept current: a token that the keys
+    /// in use do not verify and that names a `kid` no key has makes the JWKS be fetched early
+    /// (at most once per `jwks_min_refresh_seconds`) before it is judged. When no key set has
+    /// been fetched yet, or the provider cannot be asked now, such a token is
+    /// [`ValidationError::Unavailable`] (503): the identity provider, not the token, is what
+    /// is missing.
     pub(crate) async fn validate_current(&self, token: &str) -> Result<Caller, ValidationError> {
         let Some(remote) = self.inner.keys.remote() else {
             return Ok(self.validate(token)?);
@@ -174,21 +176,35 @@ impl TokenValidator {
         }
         let header = read_header(token)?;
         let keys = self.inner.keys.snapshot();
+        // The keys in use first: a token they verify costs no fetch.
+        let error = match self.check(token, &header, &keys) {
+            Err(error @ (AuthError::BadSignature | AuthError::UnsupportedAlgorithm(_))) => error,
+            other => return Ok(other?),
+        };
         let unknown_kid = header
             .kid
             .as_deref()
             .is_some_and(|kid| !keys.knows_kid(kid));
-        if unknown_kid || remote.keys().is_none() {
-            drop(keys);
-            remote.refresh_early().await;
+        drop(keys);
+        if !unknown_kid && remote.keys().is_some() {
+            return Err(error.into());
         }
+        let refresh = remote.refresh_early().await;
         let keys = self.inner.keys.snapshot();
         match self.check(token, &header, &keys) {
             Err(AuthError::BadSignature | AuthError::UnsupportedAlgorithm(_))
-                if remote.keys().is_none() =>
+                if remote.keys().is_none()
+                    || refresh == EarlyRefresh::Failed
+                    || remote.failing() =>
             {
+                // The provider could not be asked about this key: an outage, not a bad token.
+                let state = if remote.keys().is_none() {
+                    "are not loaded yet"
+                } else {
+                    "cannot be fetched now"
+                };
                 Err(IdentityUnavailable(format!(
-                    "the signing keys of auth.{} are not loaded yet",
+                    "the signing keys of auth.{} {state}",
                     remote.setting()
                 ))
                 .into())

@@ -101,7 +101,8 @@ impl IdentityProvider {
         self.lock().answers.insert(path.to_owned(), answer);
     }
 
-    /// Closes every connection at once without an answer (`true`), or answers again.
+    /// Closes every connection without an answer once its request is read (`true`), or
+    /// answers again.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
     }
@@ -120,13 +121,6 @@ impl IdentityProvider {
 
 /// One request per connection (`Connection: close`).
 fn answer_one(mut stream: std::net::TcpStream, state: &Mutex<State>) {
-    if state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .down
-    {
-        return;
-    }
     let mut request = Vec::new();
     let mut buffer = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -142,6 +136,10 @@ fn answer_one(mut stream: std::net::TcpStream, state: &Mutex<State>) {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *state.requests.entry(path.clone()).or_default() += 1;
+        if state.down {
+            // Read and counted, then the connection is closed unanswered.
+            return;
+        }
         state.answers.get(&path).cloned()
     }
     .unwrap_or_else(|| Answer::status(404));
