@@ -190,12 +190,13 @@ impl TokenValidator {
             return Err(error.into());
         }
         let refresh = remote.refresh_early().await;
+        // Read before the keys: the refresh thread stores a fetch's keys before it clears the
+        // failure, so a provider seen answering here has its keys in the snapshot below.
+        let failing = remote.failing();
         let keys = self.inner.keys.snapshot();
         match self.check(token, &header, &keys) {
             Err(AuthError::BadSignature | AuthError::UnsupportedAlgorithm(_))
-                if remote.keys().is_none()
-                    || refresh == EarlyRefresh::Failed
-                    || remote.failing() =>
+                if remote.keys().is_none() || refresh == EarlyRefresh::Failed || failing =>
             {
                 // The provider could not be asked about this key: an outage, not a bad token.
                 let state = if remote.keys().is_none() {
