@@ -175,3 +175,16 @@ pub enum MintError {
     #[error("cannot encode the token: {0}")]
     Encoding(String),
 }
+
+/// An error and its causes in one line (`a: b: c`): why a call failed (refused, reset, DNS,
+/// TLS), without the request it was part of.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

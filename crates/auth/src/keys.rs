@@ -138,11 +138,6 @@ impl KeyRing {
         Ok(Some(count))
     }
 
-    /// Whether PEM or JWKS files are configured.
-    pub(crate) fn sources_have_files(&self) -> bool {
-        self.sources.has_files()
-    }
-
     /// The fetched key set, when one is configured.
     pub(crate) fn remote(&self) -> Option<&RemoteKeys> {
         self.remote.as_ref()

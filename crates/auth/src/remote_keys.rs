@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::ca_file::read_ca_file;
+use crate::errors::error_chain;
 use crate::key_files::{jwks_keys, BadKey};
 use crate::keys::VerificationKey;
 use crate::{AuthSettings, KeyError, KeySource, ValidationObserver};
@@ -450,7 +451,7 @@ fn get(http: &reqwest::blocking::Client, url: &str) -> Result<(Vec<u8>, Option<D
         .get(url)
         .header("Accept", "application/json")
         .send()
-        .map_err(|error| format!("{url}: {}", describe(&error)))?;
+        .map_err(|error| format!("{url}: {}", error_chain(&error)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
@@ -491,20 +492,6 @@ fn cache_lifetime(header: &str) -> Option<Duration> {
         }
     }
     lifetime
-}
-
-/// A transport error and its causes (refused, reset, DNS, TLS), in one line.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(error) = source {
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&error.to_string());
-        source = error.source();
-    }
-    text
 }
 
 #[cfg(test)]

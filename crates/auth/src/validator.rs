@@ -136,7 +136,8 @@ impl TokenValidator {
     /// how many keys the files and the HMAC secret now give, `None` when no file is configured.
     pub fn reload_key_files(&self) -> Result<Option<usize>, KeyError> {
         let reloaded = self.inner.keys.reload_files();
-        if self.inner.keys.sources_have_files() {
+        // `Ok(None)`: no key file is configured, so nothing was loaded.
+        if !matches!(reloaded, Ok(None)) {
             self.inner
                 .observer
                 .key_load(KeySource::Files, reloaded.is_ok());

@@ -88,6 +88,19 @@ async fn until_ready(authenticator: &Authenticator, seconds: u64) {
     }
 }
 
+/// Why the authenticator is not ready, once the reason mentions `expected` (waiting up to five
+/// seconds for the fetch that gives it); the last reason when it never does.
+async fn unready_reason(authenticator: &Authenticator, expected: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let reason = authenticator.readiness().unwrap_err();
+        if reason.contains(expected) || started.elapsed() > Duration::from_secs(5) {
+            return reason;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn refused(result: Result<csbs_auth::Caller, ValidationError>) -> AuthError {
     match result {
         Err(ValidationError::Rejected(error)) => error,
@@ -205,14 +218,7 @@ async fn until_the_first_key_set_the_service_is_not_ready_and_tokens_are_503() {
     let idp = IdentityProvider::start();
     idp.answer("/jwks", Answer::status(503));
     let auth = authenticator(&url_settings(idp.url("/jwks")));
-    let started = Instant::now();
-    let reason = loop {
-        let reason = auth.readiness().unwrap_err();
-        if reason.contains("503") || started.elapsed() > Duration::from_secs(5) {
-            break reason;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reason = unready_reason(&auth, "503").await;
     assert!(reason.contains("auth.jwks_url"), "{reason}");
     assert!(reason.contains("503"), "the last error is told: {reason}");
     match auth.validate(&token("rsa-1")).await {
@@ -320,14 +326,7 @@ async fn a_discovery_document_of_another_issuer_is_not_believed() {
         jwks_min_refresh_seconds: 1,
         ..AuthSettings::default()
     });
-    let started = Instant::now();
-    let reason = loop {
-        let reason = auth.readiness().unwrap_err();
-        if reason.contains("evil.example") || started.elapsed() > Duration::from_secs(5) {
-            break reason;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reason = unready_reason(&auth, "evil.example").await;
     assert!(reason.contains("evil.example"), "{reason}");
     assert_eq!(idp.requests("/certs"), 0, "its keys were never fetched");
 }

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use super::identity::{now_micros, read_login, read_validation, KeystoneIdentity, Unreadable};
 use crate::ca_file::read_ca_file;
+use crate::errors::error_chain;
 use crate::{AuthError, IdentityUnavailable, KeyError, KeystoneSettings, ValidationObserver};
 
 /// What Keystone said of a token.
@@ -320,12 +321,5 @@ fn transport_failure(doing: &str, error: &reqwest::Error) -> IdentityUnavailable
         "lost the connection"
     };
     // The error's own chain says why (refused, reset, DNS), without the request's headers.
-    let mut cause = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(error) = source {
-        cause.push_str(": ");
-        cause.push_str(&error.to_string());
-        source = error.source();
-    }
-    IdentityUnavailable(format!("{doing}: {what}{cause}"))
+    IdentityUnavailable(format!("{doing}: {what}: {}", error_chain(error)))
 }
