@@ -17,6 +17,7 @@
 //! The `csbs-bench` binary runs this at full size; a test runs it small.
 
 mod cpu;
+mod matrix;
 mod pgbench;
 
 pub use cpu::{table as cpu_table, CpuCost};
@@ -93,6 +94,8 @@ pub struct BenchmarkOptions {
     pub only: Vec<String>,
     /// Seconds of steady load per request of the CPU report (0: no report).
     pub cpu_seconds: f64,
+    /// Whether to measure the filter matrix (`matrix.rs`) beside the named shapes.
+    pub matrix: bool,
 }
 
 /// What runs the SQL side of each shape.
@@ -138,6 +141,7 @@ impl Default for BenchmarkOptions {
             explain: false,
             sql_client: SqlClient::Diesel,
             sqlite_items: 0,
+            matrix: false,
             max_seconds: 20.0,
             only: Vec::new(),
             cpu_seconds: 3.0,
@@ -471,6 +475,11 @@ pub fn run(
         RunningService::start(database_url, options.workers, &keystone.service_settings())?;
     progress(&format!("service listening on port {}", service.port));
     let mut shapes = shapes(&mut conn, &tenants)?;
+    if options.matrix {
+        shapes.extend(matrix::shapes(&mut conn, &tenants, |conn, project| {
+            quarter_of_span(conn, project)?.context("no items to take a time range of")
+        })?);
+    }
     if !options.only.is_empty() {
         shapes.retain(|shape| options.only.iter().any(|part| shape.name.contains(part)));
     }
@@ -988,6 +997,37 @@ fn at_time_of_day(micros: i64, minutes: i64) -> i64 {
     micros - micros.rem_euclid(DAY) + minutes * 60_000_000 + 123_456
 }
 
+/// A quarter of the span of the tenant's items (all items' for `None`), from three eighths in,
+/// from 09:30 on its first day to 17:45 on its last: times of day as a user types them, so
+/// both ends cut a day (and an hour) in two, and most of either end day is inside the range.
+pub(crate) fn quarter_of_span(
+    conn: &mut PgConnection,
+    project: Option<&str>,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let span: SpanRow = match project {
+        Some(project) => diesel::sql_query(
+            "SELECT min(created_at_us) AS first, max(created_at_us) AS last \
+             FROM backup_items WHERE project_id = $1",
+        )
+        .bind::<Text, _>(project)
+        .get_result(conn)?,
+        None => diesel::sql_query(
+            "SELECT min(created_at_us) AS first, max(created_at_us) AS last FROM backup_items",
+        )
+        .get_result(conn)?,
+    };
+    Ok(match (span.first, span.last) {
+        (Some(first), Some(last)) => {
+            let start = at_time_of_day(first + (last - first) / 8 * 3, 9 * 60 + 30);
+            Some((
+                start,
+                at_time_of_day(start + (last - first) / 4, 17 * 60 + 45),
+            ))
+        }
+        _ => None,
+    })
+}
+
 /// Every shape, for each picked tenant and across tenants.
 fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec<Shape>> {
     let mut shapes = Vec::new();
@@ -1053,18 +1093,7 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
             ));
         }
 
-        // A quarter of the tenant's span, from three eighths in, from 09:30 on its first day to
-        // 17:45 on its last: times of day as a user types them, so both ends cut a day (and an
-        // hour) in two, and most of either end day is inside the range.
-        let span: SpanRow = diesel::sql_query(
-            "SELECT min(created_at_us) AS first, max(created_at_us) AS last \
-             FROM backup_items WHERE project_id = $1",
-        )
-        .bind::<Text, _>(project)
-        .get_result(conn)?;
-        if let (Some(first), Some(last)) = (span.first, span.last) {
-            let start = at_time_of_day(first + (last - first) / 8 * 3, 9 * 60 + 30);
-            let end = at_time_of_day(start + (last - first) / 4, 17 * 60 + 45);
+        if let Some((start, end)) = quarter_of_span(conn, Some(project))? {
             let (start_text, end_text) = (format_timestamp(start), format_timestamp(end));
             shapes.push(shape(
                 "count time range (¼ of the span)",
@@ -1078,7 +1107,7 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
                 ),
                 vec![tenant_bind(), Bind::BigInt(start), Bind::BigInt(end)],
             ));
-            // Filters the counters do not keep: counted from the rows.
+            // A dimension with status and time: from the dimension counters.
             shapes.push(shape(
                 "count status + resource_type + time range",
                 format!(

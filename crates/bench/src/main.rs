@@ -77,6 +77,10 @@ struct Args {
     /// Seconds of steady two-client load per request of the service-CPU report (0 skips it).
     #[arg(long, default_value_t = 3.0)]
     cpu_seconds: f64,
+    /// Measure the filter matrix too: every filter, every pair, and status + time range +
+    /// one more, for the largest tenant, the median tenant and all tenants.
+    #[arg(long)]
+    matrix: bool,
 }
 
 fn main() -> ExitCode {
@@ -130,6 +134,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         max_seconds: args.max_seconds,
         only: args.only.clone(),
         cpu_seconds: args.cpu_seconds,
+        matrix: args.matrix,
     };
     let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;
 

@@ -43,6 +43,9 @@ fn the_benchmark_measures_every_shape() {
         };
         let report = benchmark::run(db.url(), &again, &|message| eprintln!("{message}")).unwrap();
         assert!(report.import.is_none());
+        if sql_client == SqlClient::Diesel {
+            check_matrix(db.url(), &again);
+        }
         assert!(!report.results.is_empty());
         assert!(
             report
@@ -52,6 +55,44 @@ fn the_benchmark_measures_every_shape() {
             "{:?}",
             report.results
         );
+    }
+}
+
+/// The filter matrix on the same data: every combination for the three scopes, as a count and
+/// as a page, each agreeing with its SQL.
+fn check_matrix(url: &str, options: &BenchmarkOptions) {
+    let matrix = BenchmarkOptions {
+        matrix: true,
+        only: vec!["matrix".into()],
+        ..options.clone()
+    };
+    let report = benchmark::run(url, &matrix, &|message| eprintln!("{message}")).unwrap();
+    assert!(
+        report.disagreements.is_empty(),
+        "{:?}",
+        report.disagreements
+    );
+    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
+    // 11 single filters, 28 pairs, 5 triples; a count and a page of each; three scopes.
+    assert_eq!(
+        report.results.len(),
+        (11 + 28 + 5) * 2 * 3,
+        "{:?}",
+        report.results.len()
+    );
+    for scope in ["largest", "median", "all tenants"] {
+        for what in [
+            "count status + time range + az",
+            "page name + resource_name",
+            "count ip",
+            "page policy_id",
+        ] {
+            let name = format!("matrix {scope}: {what}");
+            assert!(
+                report.results.iter().any(|r| r.shape == name),
+                "{name} is missing"
+            );
+        }
     }
 }
 

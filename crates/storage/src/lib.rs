@@ -29,4 +29,4 @@ pub use repository::write::{
 };
 pub use repository::{Checkout, ItemPage, PoolState, Repository, StoredItem};
 pub use schema::ITEM_COLUMNS;
-pub use sql::counters::{CounterBucket, CounterDrift};
+pub use sql::counters::{CounterBucket, CounterDimensions, CounterDrift};

@@ -107,6 +107,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Items per tenant, status and combination of resource type, zone, image type and
+    /// policy (a missing value kept as `''`), in four spans of `created_at` (`span` 0: all
+    /// time, 1: 32-day block, 2: UTC day, 3: UTC hour; `bucket` numbers the span's unit since
+    /// the epoch), kept by triggers.
+    item_dimension_counts (project_id, status, span, bucket, resource_type, resource_az, image_type, policy_id) {
+        project_id -> Text,
+        status -> Text,
+        span -> SmallInt,
+        bucket -> Integer,
+        resource_type -> Text,
+        resource_az -> Text,
+        image_type -> Text,
+        policy_id -> Text,
+        n -> BigInt,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use diesel::prelude::*;

@@ -33,8 +33,13 @@ pub fn run(settings: &Settings, action: &CountersAction) -> anyhow::Result<bool>
 
 fn report(drift: &[CounterDrift]) {
     for d in drift {
+        let dimensions = d
+            .dimensions
+            .as_ref()
+            .map(|dimensions| format!(" {dimensions}"))
+            .unwrap_or_default();
         println!(
-            "{} {} {}: counter {} but {} rows",
+            "{} {}{dimensions} {}: counter {} but {} rows",
             d.project_id, d.status, d.bucket, d.counted, d.actual
         );
     }

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 
 use super::read::list_query;
 use crate::connection::{without_statement_timeout, DbConnection};
-use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
-use crate::sql::counters::{counters_apply, drift, in_snapshot, refill, with_counter_statement};
+use crate::schema::{item_counts, item_counts_daily, item_counts_hourly, item_dimension_counts};
+use crate::sql::counters::{counters_for, drift, in_snapshot, refill, with_counter_statement};
 use crate::sql::explain::{plan, Mode};
 use crate::sql::filters::filtered;
 use crate::{CounterDrift, PoolMode, Repository, StorageError};
@@ -29,7 +29,8 @@ impl Repository {
                 pg.transaction(|pg| {
                     pg.batch_execute(
                         "SET LOCAL statement_timeout = 0; \
-                         ANALYZE backup_items, item_counts, item_counts_daily, item_counts_hourly",
+                         ANALYZE backup_items, item_counts, item_counts_daily, item_counts_hourly, \
+                         item_dimension_counts",
                     )
                 })?;
                 // A bulk load updates each counter row many times between vacuums, and each
@@ -38,8 +39,12 @@ impl Repository {
                 // the pages it needs (0.64 vs 0.35 ms). Rebuilt without blocking reads or
                 // writes; REINDEX CONCURRENTLY cannot run in a transaction.
                 // One statement per message: several in one run as one transaction.
-                const COUNTERS: [&str; 3] =
-                    ["item_counts", "item_counts_daily", "item_counts_hourly"];
+                const COUNTERS: [&str; 4] = [
+                    "item_counts",
+                    "item_counts_daily",
+                    "item_counts_hourly",
+                    "item_dimension_counts",
+                ];
                 match self.pool_mode() {
                     PoolMode::Session => without_statement_timeout(pg, |pg| {
                         for table in COUNTERS {
@@ -87,6 +92,7 @@ impl Repository {
                 )?;
             }
             let repaired = drift(conn)?;
+            diesel::delete(item_dimension_counts::table).execute(conn)?;
             diesel::delete(item_counts_hourly::table).execute(conn)?;
             diesel::delete(item_counts_daily::table).execute(conn)?;
             diesel::delete(item_counts::table).execute(conn)?;
@@ -114,10 +120,11 @@ impl Repository {
 
     fn count_plan(&self, filter: &BackupFilter, mode: Mode) -> Result<Vec<String>, StorageError> {
         let mut conn = self.connection()?;
-        if counters_apply(&filter.criteria) {
-            with_counter_statement(filter, |statement| plan(&mut conn, statement, mode))
-        } else {
-            plan(&mut conn, filtered(filter).count(), mode)
+        match counters_for(&filter.criteria) {
+            Some(counters) => with_counter_statement(filter, counters, |statement| {
+                plan(&mut conn, statement, mode)
+            }),
+            None => plan(&mut conn, filtered(filter).count(), mode),
         }
     }
 

@@ -13,7 +13,7 @@ use super::write::{load, Selection};
 use super::{ItemPage, StoredItem};
 use crate::connection::{DbConnection, MultiBackend};
 use crate::schema::backup_items;
-use crate::sql::counters::{counters_apply, with_counter_statement};
+use crate::sql::counters::{counters_for, with_counter_statement};
 use crate::sql::filters::filtered;
 use crate::sql::ordering::{after_marker, full_order, order_by};
 use crate::{Repository, StorageError};
@@ -24,10 +24,11 @@ impl Repository {
         let mut conn = self.connection()?;
         // Either path is one statement, and one statement reads one snapshot on both
         // backends: no transaction (and none of its round trips) is needed for exactness.
-        let count: i64 = if counters_apply(&filter.criteria) {
-            with_counter_statement(filter, |statement| statement.get_result(&mut *conn))?
-        } else {
-            filtered(filter).count().get_result(&mut *conn)?
+        let count: i64 = match counters_for(&filter.criteria) {
+            Some(counters) => with_counter_statement(filter, counters, |statement| {
+                statement.get_result(&mut *conn)
+            })?,
+            None => filtered(filter).count().get_result(&mut *conn)?,
         };
         u64::try_from(count).map_err(|_| StorageError::CorruptRow("negative count".into()))
     }

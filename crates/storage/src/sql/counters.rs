@@ -1,9 +1,16 @@
 //! Counts answered from the trigger-kept counters instead of the rows, when the filter allows
-//! it: a tenant (or every tenant), statuses, and a time range. Whole days of a range come from
+//! it: a tenant (or every tenant), statuses, a time range, and the low-cardinality dimensions
+//! (resource type, zone, image type, policy).
+//!
+//! Two families of counters serve them. The status counters (per tenant and status: total,
+//! daily, hourly) answer a filter of statuses and time alone: whole days of a range come from
 //! the daily counters; for one tenant, the whole hours of the partial days at its ends from the
 //! hourly counters, and the partial hours from the items' index (across tenants, the partial
-//! days from the index). The pieces are summed in one statement, which reads one snapshot, so
-//! the sum is exact under concurrent writes.
+//! days from the index). The dimension counters (per tenant, status and combination of
+//! dimensions, in spans of all time, 32-day blocks, days and hours) answer a filter that names
+//! a dimension: the whole blocks of a range, then the whole days and whole hours at its ends,
+//! and the partial hours from the items. The pieces are summed in one statement, which reads
+//! one snapshot, so the sum is exact under concurrent writes.
 
 use std::borrow::Cow;
 
@@ -11,32 +18,68 @@ use csbs_domain::{BackupFilter, Criteria, FilterParam, Micros, TenantScope};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Nullable};
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 use crate::connection::{DbConnection, MultiBackend};
-use crate::schema::{item_counts, item_counts_daily, item_counts_hourly};
-use crate::sql::filters::filtered;
+use crate::schema::{item_counts, item_counts_daily, item_counts_hourly, item_dimension_counts};
+use crate::sql::filters::{filtered, texts};
 use crate::sql::prepared::{any_of, static_sql, Comparison, StaticSql};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 const HOUR_MICROS: i64 = 3_600_000_000;
+/// The dimension counters' longest unit: 32 days.
+const BLOCK_MICROS: i64 = 32 * DAY_MICROS;
 
-/// Whether the counters can answer this filter: no criterion but statuses and time.
-pub(crate) fn counters_apply(criteria: &Criteria) -> bool {
-    FilterParam::ALL.into_iter().all(|param| match param {
-        // What the counters are kept by.
-        FilterParam::Status | FilterParam::StartTime | FilterParam::EndTime => true,
-        // The scope is the counters' key; `dec` selects nothing.
-        FilterParam::AllTenants | FilterParam::Dec => true,
-        FilterParam::Name => criteria.names.is_empty(),
-        FilterParam::ResourceName => criteria.resource_names.is_empty(),
-        FilterParam::ResourceId => criteria.resource_ids.is_empty(),
-        FilterParam::CheckpointId => criteria.checkpoint_ids.is_empty(),
-        FilterParam::ResourceType => criteria.resource_types.is_empty(),
-        FilterParam::Az => criteria.azs.is_empty(),
-        FilterParam::ImageType => criteria.image_types.is_empty(),
-        FilterParam::PolicyId => criteria.policy_ids.is_empty(),
-        FilterParam::Ip => criteria.ips.is_empty(),
+/// The counters that can answer a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counters {
+    /// Per tenant and status: the filter has statuses and time at most.
+    Status,
+    /// Per tenant, status and combination of dimensions: the filter names a dimension too.
+    Dimensions,
+}
+
+/// Which counters can answer this filter, if any: none when it has a criterion the counters
+/// are not kept by (a substring, an id, an address).
+pub(crate) fn counters_for(criteria: &Criteria) -> Option<Counters> {
+    let mut dimensions = false;
+    for param in FilterParam::ALL {
+        let counted = match param {
+            // What both families are kept by.
+            FilterParam::Status | FilterParam::StartTime | FilterParam::EndTime => true,
+            // The scope is the counters' key; `dec` selects nothing.
+            FilterParam::AllTenants | FilterParam::Dec => true,
+            // What the dimension counters are kept by.
+            FilterParam::ResourceType => {
+                dimensions |= !criteria.resource_types.is_empty();
+                true
+            }
+            FilterParam::Az => {
+                dimensions |= !criteria.azs.is_empty();
+                true
+            }
+            FilterParam::ImageType => {
+                dimensions |= !criteria.image_types.is_empty();
+                true
+            }
+            FilterParam::PolicyId => {
+                dimensions |= !criteria.policy_ids.is_empty();
+                true
+            }
+            FilterParam::Name => criteria.names.is_empty(),
+            FilterParam::ResourceName => criteria.resource_names.is_empty(),
+            FilterParam::ResourceId => criteria.resource_ids.is_empty(),
+            FilterParam::CheckpointId => criteria.checkpoint_ids.is_empty(),
+            FilterParam::Ip => criteria.ips.is_empty(),
+        };
+        if !counted {
+            return None;
+        }
+    }
+    Some(if dimensions {
+        Counters::Dimensions
+    } else {
+        Counters::Status
     })
 }
 
@@ -142,6 +185,57 @@ fn whole_hours(filter: &BackupFilter, first: Option<i64>, last: Option<i64>) -> 
     bucket_sum!(item_counts_hourly, hour, filter, first, last)
 }
 
+/// A span of the dimension counters, as their `span` column numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    AllTime = 0,
+    Block = 1,
+    Day = 2,
+    Hour = 3,
+}
+
+/// The sum of the dimension counters of one span over `[first, last]` buckets (all time: the
+/// one bucket), for the filter's statuses and dimensions. The conditions follow the key's
+/// order, so that the database reads one range of its index per status.
+fn dimension_sum(
+    filter: &BackupFilter,
+    span: Span,
+    first: Option<i64>,
+    last: Option<i64>,
+) -> Part<'_> {
+    use item_dimension_counts as counts;
+    let criteria = &filter.criteria;
+    let mut query = counts::table.select(sum_n()).into_boxed();
+    if let TenantScope::Project(project) = &filter.scope {
+        query = query.filter(counts::project_id.eq(project.as_str()));
+    }
+    query = query
+        .filter(any_of(
+            counts::status,
+            Comparison::Equals,
+            status_texts(criteria),
+        ))
+        .filter(counts::span.eq(span as i16));
+    if let Some(first) = first {
+        query = query.filter(counts::bucket.ge(clamp_bucket(first)));
+    }
+    if let Some(last) = last {
+        query = query.filter(counts::bucket.le(clamp_bucket(last)));
+    }
+    macro_rules! narrowed_by {
+        ($values:expr, $column:expr) => {
+            if !$values.is_empty() {
+                query = query.filter(any_of($column, Comparison::Equals, texts($values)));
+            }
+        };
+    }
+    narrowed_by!(&criteria.resource_types, counts::resource_type);
+    narrowed_by!(&criteria.azs, counts::resource_az);
+    narrowed_by!(&criteria.image_types, counts::image_type);
+    narrowed_by!(&criteria.policy_ids, counts::policy_id);
+    Box::new(query)
+}
+
 /// The same filter over `[from, to]`: a range whose rows are counted from the index.
 ///
 /// The statuses are spelled out even when the caller gave none ("every status but deleted"):
@@ -219,48 +313,41 @@ fn split(from: Option<Micros>, to: Option<Micros>, unit: i64) -> Split {
     }
 }
 
-/// Builds the one statement that counts `filter` from the counters and hands it to `run`; the
-/// caller has checked [`counters_apply`].
-///
-/// A time range is cut into whole days (daily counters), then, for one tenant, the whole hours
-/// of the partial days at its ends (hourly counters), and what remains (less than an hour at
-/// each end for a tenant, less than a day across tenants) is counted from the items' index.
-/// Across tenants the hourly counters would be summed over every tenant's rows for those
-/// hours, which is no cheaper than the index; they are kept per tenant only.
+/// Builds the one statement that counts `filter` from `counters` and hands it to `run`; the
+/// caller has chosen `counters` with [`counters_for`].
 pub(crate) fn with_counter_statement<R>(
     filter: &BackupFilter,
+    counters: Counters,
     run: impl FnOnce(SumOf<'_>) -> R,
 ) -> R {
     let (from, to) = (filter.criteria.created_from, filter.criteria.created_to);
     if from.is_none() && to.is_none() {
         return run(SumOf {
-            parts: vec![total(filter)],
+            parts: vec![match counters {
+                Counters::Status => total(filter),
+                Counters::Dimensions => dimension_sum(filter, Span::AllTime, None, None),
+            }],
         });
     }
-    let days = split(from, to, DAY_MICROS);
-    let mut hour_ranges = Vec::new();
-    let mut row_ranges = Vec::new();
-    for &(from, to) in &days.rest {
-        if matches!(filter.scope, TenantScope::Project(_)) {
-            let hours = split(Some(from), Some(to), HOUR_MICROS);
-            hour_ranges.extend(hours.whole);
-            row_ranges.extend(hours.rest);
-        } else {
-            row_ranges.push((from, to));
-        }
-    }
-    let edges: Vec<BackupFilter> = row_ranges
+    let pieces = match counters {
+        Counters::Status => status_pieces(filter, from, to),
+        Counters::Dimensions => dimension_pieces(from, to),
+    };
+    let edges: Vec<BackupFilter> = pieces
+        .rows
         .iter()
         .map(|&(from, to)| edge(filter, from, to))
         .collect();
-    let mut parts = Vec::with_capacity(1 + hour_ranges.len() + edges.len());
-    if let Some((first, last)) = days.whole {
-        parts.push(whole_days(filter, first, last));
-    }
+    let mut parts = Vec::with_capacity(pieces.sums.len() + edges.len());
     parts.extend(
-        hour_ranges
+        pieces
+            .sums
             .into_iter()
-            .map(|(first, last)| whole_hours(filter, first, last)),
+            .map(|(span, first, last)| match (counters, span) {
+                (Counters::Status, Span::Day) => whole_days(filter, first, last),
+                (Counters::Status, _) => whole_hours(filter, first, last),
+                (Counters::Dimensions, span) => dimension_sum(filter, span, first, last),
+            }),
     );
     parts.extend(
         edges
@@ -268,6 +355,75 @@ pub(crate) fn with_counter_statement<R>(
             .map(|e| Box::new(filtered(e).count()) as Part<'_>),
     );
     run(SumOf { parts })
+}
+
+/// A time range cut into sums of counters and the ranges counted from the rows.
+struct Pieces {
+    /// `(span, first bucket, last bucket)`: the whole buckets summed from the counters.
+    sums: Vec<(Span, Option<i64>, Option<i64>)>,
+    /// The rest, as inclusive `[from, to]` ranges.
+    rows: Vec<(Micros, Micros)>,
+}
+
+/// The status counters' pieces: whole days, then, for one tenant, the whole hours of the
+/// partial days at its ends; what remains (less than an hour at each end for a tenant, less
+/// than a day across tenants) is counted from the items' index, from the index alone. Across
+/// tenants the hourly counters would be summed over every tenant's rows for those hours, which
+/// is no cheaper than the index; they are kept per tenant only.
+fn status_pieces(filter: &BackupFilter, from: Option<Micros>, to: Option<Micros>) -> Pieces {
+    let days = split(from, to, DAY_MICROS);
+    let mut pieces = Pieces {
+        sums: days
+            .whole
+            .map(|(first, last)| (Span::Day, first, last))
+            .into_iter()
+            .collect(),
+        rows: Vec::new(),
+    };
+    for &(from, to) in &days.rest {
+        if matches!(filter.scope, TenantScope::Project(_)) {
+            let hours = split(Some(from), Some(to), HOUR_MICROS);
+            pieces
+                .sums
+                .extend(hours.whole.map(|(first, last)| (Span::Hour, first, last)));
+            pieces.rows.extend(hours.rest);
+        } else {
+            pieces.rows.push((from, to));
+        }
+    }
+    pieces
+}
+
+/// The dimension counters' pieces: whole 32-day blocks, then the whole days of the partial
+/// blocks at its ends, then the whole hours of the partial days; the partial hours are counted
+/// from the items. The same for one tenant or all: a dimension filter reads the items' rows
+/// (not only an index) at the edges, so the hours are worth summing across tenants too.
+fn dimension_pieces(from: Option<Micros>, to: Option<Micros>) -> Pieces {
+    let mut pieces = Pieces {
+        sums: Vec::new(),
+        rows: vec![],
+    };
+    let mut ranges = vec![(from, to)];
+    for (span, unit) in [
+        (Span::Block, BLOCK_MICROS),
+        (Span::Day, DAY_MICROS),
+        (Span::Hour, HOUR_MICROS),
+    ] {
+        let mut rest = Vec::new();
+        for (from, to) in ranges {
+            let cut = split(from, to, unit);
+            pieces
+                .sums
+                .extend(cut.whole.map(|(first, last)| (span, first, last)));
+            rest.extend(cut.rest.into_iter().map(|(f, t)| (Some(f), Some(t))));
+        }
+        ranges = rest;
+    }
+    pieces.rows = ranges
+        .into_iter()
+        .filter_map(|(from, to)| Some((from?, to?)))
+        .collect();
+    pieces
 }
 
 /// Runs `work` in one read-only transaction (REPEATABLE READ on PostgreSQL), without the
@@ -292,6 +448,8 @@ pub(crate) fn in_snapshot<T>(
 pub enum CounterBucket {
     /// The tenant's total in that status.
     Total,
+    /// One 32-day block (blocks since the epoch).
+    Block(i32),
     /// One UTC day (days since the epoch).
     Day(i32),
     /// One UTC hour (hours since the epoch).
@@ -308,6 +466,11 @@ impl CounterBucket {
     pub fn day_of(t: Micros) -> Self {
         Self::Day(clamp_bucket(bucket_of(t, DAY_MICROS)))
     }
+
+    /// The 32-day block that holds `t`.
+    pub fn block_of(t: Micros) -> Self {
+        Self::Block(clamp_bucket(bucket_of(t, BLOCK_MICROS)))
+    }
 }
 
 impl std::fmt::Display for CounterBucket {
@@ -317,9 +480,31 @@ impl std::fmt::Display for CounterBucket {
         };
         match *self {
             Self::Total => f.write_str("total"),
+            Self::Block(block) => {
+                write!(f, "32 days {block} (from {})", start(block, BLOCK_MICROS))
+            }
             Self::Day(day) => write!(f, "day {day} (from {})", start(day, DAY_MICROS)),
             Self::Hour(hour) => write!(f, "hour {hour} (from {})", start(hour, HOUR_MICROS)),
         }
+    }
+}
+
+/// The combination of dimensions a dimension counter is kept for (a missing value as `""`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDimensions {
+    pub resource_type: String,
+    pub resource_az: String,
+    pub image_type: String,
+    pub policy_id: String,
+}
+
+impl std::fmt::Display for CounterDimensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resource_type={:?} az={:?} image_type={:?} policy_id={:?}",
+            self.resource_type, self.resource_az, self.image_type, self.policy_id
+        )
     }
 }
 
@@ -328,6 +513,8 @@ impl std::fmt::Display for CounterBucket {
 pub struct CounterDrift {
     pub project_id: String,
     pub status: String,
+    /// `None` for the status counters; the combination for a dimension counter.
+    pub dimensions: Option<CounterDimensions>,
     pub bucket: CounterBucket,
     /// What the counter says.
     pub counted: i64,
@@ -340,6 +527,7 @@ pub struct CounterDrift {
 struct BucketSql {
     hour: &'static str,
     day: &'static str,
+    block: &'static str,
 }
 
 fn bucket_sql(conn: &DbConnection) -> BucketSql {
@@ -347,37 +535,71 @@ fn bucket_sql(conn: &DbConnection) -> BucketSql {
         DbConnection::Postgresql(_) => BucketSql {
             hour: "csbs_hour(created_at_us)",
             day: "csbs_day(created_at_us)",
+            block: "csbs_block_of_day(csbs_day(created_at_us))",
         },
         DbConnection::Sqlite(_) => BucketSql {
             hour: "created_hour",
             day: "created_day",
+            block: "created_block",
         },
     }
 }
 
+/// The dimension columns of an item as the dimension counters key them: a missing value as ''.
+const ITEM_DIMENSIONS: &str = "resource_type, coalesce(resource_az, '') AS resource_az, \
+     coalesce(image_type, '') AS image_type, coalesce(policy_id, '') AS policy_id";
+
 /// Recomputes every counter from the rows; the caller has emptied them and holds writers off.
+/// The rows are read once, grouped by hour and dimensions, and every counter follows from
+/// those groups.
 pub(crate) fn refill(conn: &mut DbConnection) -> QueryResult<()> {
-    let BucketSql { hour, day } = bucket_sql(conn);
+    let BucketSql { hour, day, block } = bucket_sql(conn);
     conn.batch_execute(&format!(
-        "INSERT INTO item_counts_hourly (project_id, status, hour, n) \
-         SELECT project_id, status, {hour}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
+        "CREATE TEMPORARY TABLE counted_hours AS \
+         SELECT project_id, status, {ITEM_DIMENSIONS}, {hour} AS hour, {day} AS day, \
+                {block} AS block, count(*) AS n \
+         FROM backup_items GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9; \
+         INSERT INTO item_counts_hourly (project_id, status, hour, n) \
+         SELECT project_id, status, hour, sum(n) FROM counted_hours GROUP BY 1, 2, 3; \
          INSERT INTO item_counts_daily (project_id, status, day, n) \
-         SELECT project_id, status, {day}, count(*) FROM backup_items GROUP BY 1, 2, 3; \
+         SELECT project_id, status, day, sum(n) FROM counted_hours GROUP BY 1, 2, 3; \
          INSERT INTO item_counts (project_id, status, n) \
-         SELECT project_id, status, count(*) FROM backup_items GROUP BY 1, 2;"
+         SELECT project_id, status, sum(n) FROM counted_hours GROUP BY 1, 2; \
+         INSERT INTO item_dimension_counts \
+             (project_id, status, span, bucket, resource_type, resource_az, image_type, policy_id, n) \
+         SELECT project_id, status, span, bucket, resource_type, resource_az, image_type, \
+                policy_id, sum(n) FROM ( \
+             SELECT project_id, status, 0 AS span, 0 AS bucket, resource_type, resource_az, \
+                    image_type, policy_id, n FROM counted_hours \
+             UNION ALL SELECT project_id, status, 1, block, resource_type, resource_az, \
+                    image_type, policy_id, n FROM counted_hours \
+             UNION ALL SELECT project_id, status, 2, day, resource_type, resource_az, \
+                    image_type, policy_id, n FROM counted_hours \
+             UNION ALL SELECT project_id, status, 3, hour, resource_type, resource_az, \
+                    image_type, policy_id, n FROM counted_hours \
+         ) AS spans GROUP BY 1, 2, 3, 4, 5, 6, 7, 8; \
+         DROP TABLE counted_hours;"
     ))
 }
 
 /// A counter whose value differs from the rows' count, as the database reports it.
 #[derive(QueryableByName)]
 struct DriftRow {
-    /// 0: hourly, 1: daily, 2: total.
+    /// 0: hourly, 1: daily, 2: total status counters; 3 + span: a dimension counter.
     #[diesel(sql_type = diesel::sql_types::Integer)]
     kind: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(sql_type = Text)]
     project_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(sql_type = Text)]
     status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    resource_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    resource_az: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    image_type: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    policy_id: Option<String>,
     #[diesel(sql_type = Nullable<diesel::sql_types::Integer>)]
     bucket: Option<i32>,
     #[diesel(sql_type = BigInt)]
@@ -387,46 +609,87 @@ struct DriftRow {
 }
 
 /// Every counter that differs from the rows' own count, compared by the database in one
-/// statement: the rows are read once (grouped by hour, from which days and totals follow), and
-/// only the differences leave the database, however many counters there are (millions of
-/// hours at scale).
+/// statement: the rows are read once (grouped by hour and dimensions, from which days, blocks
+/// and totals follow), and only the differences leave the database, however many counters
+/// there are (millions at scale).
 ///
 /// Each side may lack a key the other has (a counter left at zero, or rows with no counter):
 /// the sums over the union of both sides compare them all.
 pub(crate) fn drift(conn: &mut DbConnection) -> QueryResult<Vec<CounterDrift>> {
-    let BucketSql { hour, day } = bucket_sql(conn);
+    let BucketSql { hour, day, block } = bucket_sql(conn);
+    // The status counters' rows carry no dimensions; NULLs group together.
+    let no_dimensions = "CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+                         CAST(NULL AS TEXT)";
+    let dimensions = "resource_type, resource_az, image_type, policy_id";
     let rows: Vec<DriftRow> = diesel::sql_query(format!(
         "WITH actual AS ( \
-             SELECT project_id, status, {hour} AS hour, {day} AS day, count(*) AS n \
-             FROM backup_items GROUP BY 1, 2, 3, 4) \
-         SELECT kind, project_id, status, bucket, \
-                CAST(SUM(counted) AS BIGINT) AS counted, CAST(SUM(actual) AS BIGINT) AS actual \
+             SELECT project_id, status, {ITEM_DIMENSIONS}, {hour} AS hour, {day} AS day, \
+                    {block} AS block, count(*) AS n \
+             FROM backup_items GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9) \
+         SELECT kind, project_id, status, resource_type, resource_az, image_type, policy_id, \
+                bucket, CAST(SUM(counted) AS BIGINT) AS counted, \
+                CAST(SUM(actual) AS BIGINT) AS actual \
          FROM ( \
-             SELECT 0 AS kind, project_id, status, hour AS bucket, n AS counted, \
-                    CAST(0 AS BIGINT) AS actual FROM item_counts_hourly \
-             UNION ALL SELECT 0, project_id, status, hour, 0, n FROM actual \
-             UNION ALL SELECT 1, project_id, status, day, n, 0 FROM item_counts_daily \
-             UNION ALL SELECT 1, project_id, status, day, 0, n FROM actual \
-             UNION ALL SELECT 2, project_id, status, NULL, n, 0 FROM item_counts \
-             UNION ALL SELECT 2, project_id, status, NULL, 0, n FROM actual \
+             SELECT 0 AS kind, project_id, status, {no_dimensions_named}, hour AS bucket, \
+                    n AS counted, CAST(0 AS BIGINT) AS actual FROM item_counts_hourly \
+             UNION ALL SELECT 0, project_id, status, {no_dimensions}, hour, 0, n FROM actual \
+             UNION ALL SELECT 1, project_id, status, {no_dimensions}, day, n, 0 \
+                 FROM item_counts_daily \
+             UNION ALL SELECT 1, project_id, status, {no_dimensions}, day, 0, n FROM actual \
+             UNION ALL SELECT 2, project_id, status, {no_dimensions}, NULL, n, 0 FROM item_counts \
+             UNION ALL SELECT 2, project_id, status, {no_dimensions}, NULL, 0, n FROM actual \
+             UNION ALL SELECT 3 + span, project_id, status, {dimensions}, \
+                    CASE WHEN span = 0 THEN NULL ELSE bucket END, n, 0 \
+                 FROM item_dimension_counts \
+             UNION ALL SELECT 3, project_id, status, {dimensions}, NULL, 0, n FROM actual \
+             UNION ALL SELECT 4, project_id, status, {dimensions}, block, 0, n FROM actual \
+             UNION ALL SELECT 5, project_id, status, {dimensions}, day, 0, n FROM actual \
+             UNION ALL SELECT 6, project_id, status, {dimensions}, hour, 0, n FROM actual \
          ) AS sides \
-         GROUP BY kind, project_id, status, bucket \
+         GROUP BY kind, project_id, status, resource_type, resource_az, image_type, policy_id, \
+                  bucket \
          HAVING SUM(counted) <> SUM(actual) \
-         ORDER BY kind, project_id, status, bucket"
+         ORDER BY kind, project_id, status, resource_type, resource_az, image_type, policy_id, \
+                  bucket",
+        no_dimensions_named = "CAST(NULL AS TEXT) AS resource_type, \
+             CAST(NULL AS TEXT) AS resource_az, CAST(NULL AS TEXT) AS image_type, \
+             CAST(NULL AS TEXT) AS policy_id",
     ))
     .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|row| CounterDrift {
-            bucket: match (row.kind, row.bucket) {
-                (0, Some(hour)) => CounterBucket::Hour(hour),
-                (1, Some(day)) => CounterBucket::Day(day),
-                _ => CounterBucket::Total,
-            },
-            project_id: row.project_id,
-            status: row.status,
-            counted: row.counted,
-            actual: row.actual,
+        .map(|row| {
+            let dimensions = match (
+                row.resource_type,
+                row.resource_az,
+                row.image_type,
+                row.policy_id,
+            ) {
+                (Some(resource_type), Some(resource_az), Some(image_type), Some(policy_id))
+                    if row.kind >= 3 =>
+                {
+                    Some(CounterDimensions {
+                        resource_type,
+                        resource_az,
+                        image_type,
+                        policy_id,
+                    })
+                }
+                _ => None,
+            };
+            CounterDrift {
+                bucket: match (row.kind, row.bucket) {
+                    (0 | 6, Some(hour)) => CounterBucket::Hour(hour),
+                    (1 | 5, Some(day)) => CounterBucket::Day(day),
+                    (4, Some(block)) => CounterBucket::Block(block),
+                    _ => CounterBucket::Total,
+                },
+                project_id: row.project_id,
+                status: row.status,
+                dimensions,
+                counted: row.counted,
+                actual: row.actual,
+            }
         })
         .collect())
 }

@@ -29,7 +29,7 @@ fn contains_pattern(value: &TextValue) -> Cow<'static, str> {
     Cow::Owned(pattern)
 }
 
-fn texts(values: &[TextValue]) -> Vec<Cow<'_, str>> {
+pub(crate) fn texts(values: &[TextValue]) -> Vec<Cow<'_, str>> {
     values.iter().map(|v| Cow::Borrowed(v.as_str())).collect()
 }
 
