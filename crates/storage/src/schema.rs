@@ -125,6 +125,9 @@ diesel::table! {
     }
 }
 
+// A count across tenants probes the dimension counters for each tenant of the status counters.
+diesel::allow_tables_to_appear_in_same_query!(item_counts, item_dimension_counts);
+
 #[cfg(test)]
 mod tests {
     use diesel::prelude::*;

@@ -23,7 +23,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use crate::connection::{DbConnection, MultiBackend};
 use crate::schema::{item_counts, item_counts_daily, item_counts_hourly, item_dimension_counts};
 use crate::sql::filters::{filtered, texts};
-use crate::sql::prepared::{any_of, static_sql, Comparison, StaticSql};
+use crate::sql::prepared::{any_of, static_sql, AnyOf, Comparison, StaticSql};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -206,16 +206,20 @@ fn dimension_sum(
     use item_dimension_counts as counts;
     let criteria = &filter.criteria;
     let mut query = counts::table.select(sum_n()).into_boxed();
-    if let TenantScope::Project(project) = &filter.scope {
-        query = query.filter(counts::project_id.eq(project.as_str()));
-    }
-    query = query
-        .filter(any_of(
-            counts::status,
-            Comparison::Equals,
-            status_texts(criteria),
-        ))
-        .filter(counts::span.eq(span as i16));
+    query = match &filter.scope {
+        TenantScope::Project(project) => query
+            .filter(counts::project_id.eq(project.as_str()))
+            .filter(any_of(
+                counts::status,
+                Comparison::Equals,
+                status_texts(criteria),
+            )),
+        // Per row of the status counters (see `PerTenant`).
+        TenantScope::AllTenants => query
+            .filter(counts::project_id.eq(static_sql::<Text>("item_counts.project_id")))
+            .filter(counts::status.eq(static_sql::<Text>("item_counts.status"))),
+    };
+    query = query.filter(counts::span.eq(span as i16));
     if let Some(first) = first {
         query = query.filter(counts::bucket.ge(clamp_bucket(first)));
     }
@@ -233,7 +237,42 @@ fn dimension_sum(
     narrowed_by!(&criteria.azs, counts::resource_az);
     narrowed_by!(&criteria.image_types, counts::image_type);
     narrowed_by!(&criteria.policy_ids, counts::policy_id);
-    Box::new(query)
+    match filter.scope {
+        TenantScope::Project(_) => Box::new(query),
+        TenantScope::AllTenants => Box::new(PerTenant {
+            sum: Box::new(query),
+            statuses: any_of(
+                item_counts::status,
+                Comparison::Equals,
+                status_texts(criteria),
+            ),
+        }),
+    }
+}
+
+/// A dimension counters' sum across tenants, taken tenant by tenant and status by status:
+/// `sum` (which names `item_counts.project_id` and `item_counts.status`) for each row of the
+/// status counters in the asked statuses, added up.
+///
+/// Every tenant and status that has dimension counters has a status counter too (the same
+/// triggers keep both, a rebuild refills both), so nothing is missed. Each step probes the
+/// key of the dimension counters by its first two columns, as a skip scan would; a second
+/// index starting with the status would serve the same sum but make every write dearer, and
+/// a plain `project_id IN (…)` leaves the planner free to walk the whole key instead.
+struct PerTenant<'a> {
+    sum: Part<'a>,
+    statuses: AnyOf<'a, item_counts::status>,
+}
+
+impl QueryFragment<MultiBackend> for PerTenant<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.push_sql("SELECT CAST(SUM(per_tenant.n) AS BIGINT) FROM (SELECT (");
+        self.sum.walk_ast(out.reborrow())?;
+        out.push_sql(") AS n FROM item_counts WHERE ");
+        self.statuses.walk_ast(out.reborrow())?;
+        out.push_sql(") AS per_tenant");
+        Ok(())
+    }
 }
 
 /// The same filter over `[from, to]`: a range whose rows are counted from the index.
