@@ -196,8 +196,12 @@ impl ShapeResult {
 pub struct ImportStats {
     /// Items generated and stored.
     pub items: u64,
-    /// Seconds to generate and store them (through `Repository::upsert`).
+    /// Seconds to generate and store them (through `Repository::upsert`) and to finish the
+    /// load (`Repository::finish_bulk_load`: after an initial load, its indexes and counters):
+    /// until the data is ready to serve.
     pub seconds: f64,
+    /// Of which finishing the load.
+    pub finish_seconds: f64,
     /// Connections that wrote them at once.
     pub writers: usize,
     /// Items per transaction (`None`: one statement for all of them).
@@ -236,6 +240,8 @@ pub struct TenantPick {
 pub struct BenchmarkReport {
     /// The import; `None` when the data was there already.
     pub import: Option<ImportStats>,
+    /// A tenth more items imported into the full table (when the data was generated).
+    pub incremental_import: Option<ImportStats>,
     /// The same rows copied by one server-side `INSERT … SELECT` into an empty twin of the
     /// table (same indexes, no counter triggers): the database's own bulk-insert speed.
     pub import_reference: Option<ImportStats>,
@@ -346,7 +352,8 @@ impl BenchmarkReport {
         let mut text = format!(
             "Data: {} items, {import}; VACUUM (ANALYZE) {:.1} s; backup_items with indexes \
              {:.0} MiB.\n\n\
-             - import into PostgreSQL: {}\n\
+             - import into PostgreSQL, until ready to serve: {}\n\
+             - a tenth more into the full table: {}\n\
              - the same rows by one server-side INSERT … SELECT (same indexes, no counters): {}\n\
              - import into SQLite: {}\n\
              - the same rows by one INSERT … SELECT into a new SQLite database (same indexes, \
@@ -357,6 +364,7 @@ impl BenchmarkReport {
             self.vacuum_seconds,
             self.table_bytes as f64 / (1024.0 * 1024.0),
             rate(&self.import),
+            rate(&self.incremental_import),
             rate(&self.import_reference),
             rate(&self.sqlite_import),
             rate(&self.sqlite_import_reference),
@@ -428,20 +436,30 @@ pub fn run(
 
     let import = if options.generate {
         progress(&format!("generating {} items", options.items));
-        let stats = seed_timed(&repository, options, options.items)?;
+        let stats = seed_timed(&repository, options, options.items, options.seed)?;
         progress(&format!(
-            "stored {} items in {:.1} s ({:.0} items/s)",
+            "stored {} items in {:.1} s, ready to serve ({:.0} items/s; finishing took {:.1} s)",
+            stats.items,
+            stats.seconds,
+            stats.items_per_second(),
+            stats.finish_seconds,
+        ));
+        Some(stats)
+    } else {
+        None
+    };
+    // A tenth more items into the table that now holds the rest (other tenants: another
+    // seed), as an import into a database in service writes them: indexes and counters kept
+    // up to date as the rows come.
+    let incremental_import = if options.generate && options.items >= 10 {
+        let more = options.items / 10;
+        progress(&format!("adding {more} items to the full table"));
+        let stats = seed_timed(&repository, options, more, options.seed + 1)?;
+        progress(&format!(
+            "stored {} more items in {:.1} s ({:.0} items/s)",
             stats.items,
             stats.seconds,
             stats.items_per_second()
-        ));
-        // What `seed` and `import` do after their last batch (statistics, compact counter
-        // indexes), so that the data is measured as those commands leave it.
-        let started = Instant::now();
-        repository.finish_bulk_load()?;
-        progress(&format!(
-            "finishing the bulk load took {:.1} s",
-            started.elapsed().as_secs_f64()
         ));
         Some(stats)
     } else {
@@ -591,6 +609,7 @@ pub fn run(
     Ok(BenchmarkReport {
         import,
         import_reference,
+        incremental_import,
         sqlite_import,
         sqlite_import_reference,
         sql_client: options.sql_client,
@@ -686,6 +705,7 @@ fn import_reference(conn: &mut PgConnection, rows: i64) -> anyhow::Result<Import
     Ok(ImportStats {
         items: copied as u64,
         seconds,
+        finish_seconds: 0.0,
         writers: 1,
         batch_size: None,
     })
@@ -702,7 +722,7 @@ fn sqlite_import(options: &BenchmarkOptions) -> anyhow::Result<(ImportStats, Imp
         |path: &std::path::Path| DatabaseUrl::parse(&format!("sqlite://{}", path.display()));
     let repository = Repository::open(&sqlite_url(&imported)?, &PoolSettings::default())?;
     repository.migrate()?;
-    let import = seed_timed(&repository, options, options.sqlite_items)?;
+    let import = seed_timed(&repository, options, options.sqlite_items, options.seed)?;
     drop(repository);
 
     Repository::open(&sqlite_url(&reference)?, &PoolSettings::default())?.migrate()?;
@@ -750,6 +770,7 @@ fn sqlite_import_reference(
     Ok(ImportStats {
         items: copied as u64,
         seconds,
+        finish_seconds: 0.0,
         writers: 1,
         batch_size: None,
     })
@@ -760,6 +781,7 @@ fn seed_timed(
     repository: &Repository,
     options: &BenchmarkOptions,
     items: u64,
+    seed_value: u64,
 ) -> anyhow::Result<ImportStats> {
     let batch_size = options
         .batch_size
@@ -772,7 +794,7 @@ fn seed_timed(
             &SeedOptions {
                 items,
                 projects: options.projects,
-                seed: options.seed,
+                seed: seed_value,
                 batch_size,
                 writers: options.writers,
             },
@@ -780,9 +802,16 @@ fn seed_timed(
         )?
     };
     bar.finish_and_clear();
+    // What `seed` and `import` do after their last batch (after an initial load its indexes
+    // and counters; statistics, compact counter indexes), so that the data is measured as
+    // those commands leave it.
+    let finishing = Instant::now();
+    repository.finish_bulk_load()?;
+    let finish_seconds = finishing.elapsed().as_secs_f64();
     Ok(ImportStats {
         items: seeded.items,
-        seconds: seeded.seconds,
+        seconds: seeded.seconds + finish_seconds,
+        finish_seconds,
         writers: match repository.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => options.writers,

@@ -43,6 +43,7 @@ fn the_benchmark_measures_every_shape() {
         };
         let report = benchmark::run(db.url(), &again, &|message| eprintln!("{message}")).unwrap();
         assert!(report.import.is_none());
+        assert!(report.incremental_import.is_none());
         if sql_client == SqlClient::Diesel {
             check_matrix(db.url(), &again);
         }
@@ -125,9 +126,14 @@ fn check(report: &benchmark::BenchmarkReport) {
     assert_eq!(import.items, 2000);
     assert!(import.items_per_second() > 0.0);
     assert_eq!(import.batch_size, Some(2000), "PostgreSQL's default batch");
+    assert!(import.finish_seconds > 0.0 && import.finish_seconds < import.seconds);
+    let more = report.incremental_import.as_ref().expect("a tenth more");
+    assert_eq!(more.items, 200);
+    assert!(more.items_per_second() > 0.0);
     let reference = report.import_reference.as_ref().expect("always measured");
     assert_eq!(
-        reference.items, 2000,
+        reference.items,
+        import.items + more.items,
         "every row, as there are fewer than the limit"
     );
     let sqlite = report.sqlite_import.as_ref().expect("asked for");
@@ -152,7 +158,7 @@ fn check(report: &benchmark::BenchmarkReport) {
         "{} bytes resident",
         report.peak_rss_bytes
     );
-    assert_eq!(report.items, 2000);
+    assert_eq!(report.items, import.items + more.items, "both loads");
     assert!(report.table_bytes > 0);
     assert!(
         report.disagreements.is_empty(),

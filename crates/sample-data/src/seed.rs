@@ -60,6 +60,10 @@ pub fn seed(
     on_stored: impl Fn(u64) + Send + Sync + 'static,
 ) -> anyhow::Result<SeedSummary> {
     let started = Instant::now();
+    // Into an empty database, indexes and counters are made after the rows.
+    repository
+        .begin_bulk_load()
+        .context("cannot prepare the bulk load")?;
     let batch_size = options.batch_size.max(1) as u64;
     let data = SampleData::new(options.seed, options.projects);
     let project_ids: Vec<String> = data.project_ids().into_iter().map(str::to_owned).collect();

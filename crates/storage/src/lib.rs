@@ -24,6 +24,7 @@ pub use errors::StorageError;
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
 pub use replicas::{ReplicaSettings, ReplicaStatus, Replicas};
 pub use repository::bulk::{BulkTotals, BulkWriter, WriterStopped};
+pub use repository::initial_load::BulkLoad;
 pub use repository::write::{
     Decision, IdempotencyKey, Selection, StoredAnswer, WriteOutcome, IDEMPOTENCY_WINDOW_MICROS,
 };

@@ -125,6 +125,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// What an unfinished initial load has set aside (`repository/initial_load.rs`): the
+    /// secondary indexes and counter triggers of `backup_items`, with the SQL that makes each.
+    deferred_for_initial_load (name) {
+        name -> Text,
+        kind -> Text,
+        definition -> Text,
+    }
+}
+
 // A count across tenants probes the dimension counters for each tenant of the status counters.
 diesel::allow_tables_to_appear_in_same_query!(item_counts, item_dimension_counts);
 

@@ -56,7 +56,11 @@ fn scans_table(backend: Backend, plan: &[String]) -> bool {
             if line.contains("Seq Scan") {
                 return true;
             }
-            if !line.contains("Index Scan") && !line.contains("Index Only Scan") {
+            // Whether an initial load is pending is read from its bookkeeping table, which
+            // holds no row outside one.
+            if !line.contains("Index Scan") && !line.contains("Index Only Scan")
+                || line.contains("deferred_for_initial_load")
+            {
                 return false;
             }
             let node_details = plan[i + 1..].iter().take_while(|l| !l.contains("->"));

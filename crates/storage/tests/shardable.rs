@@ -25,8 +25,9 @@ struct Key {
     primary: bool,
 }
 
-/// diesel's own bookkeeping, which a distributed database keeps on the coordinator.
-const NOT_SHARDED: &[&str] = &["__diesel_schema_migrations"];
+/// diesel's own bookkeeping and an initial load's, which a distributed database keeps on the
+/// coordinator.
+const NOT_SHARDED: &[&str] = &["__diesel_schema_migrations", "deferred_for_initial_load"];
 
 fn keys_of(conn: &mut DbConnection) -> Vec<Key> {
     match conn {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use csbs_domain::BackupRecord;
-use csbs_storage::{BulkWriter, Repository};
+use csbs_storage::{BulkLoad, BulkWriter, Repository};
 
 use crate::cli::ImportArgs;
 use crate::commands::progress;
@@ -87,6 +87,9 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
     };
     let progress = progress::bytes(length);
     let started = Instant::now();
+    // Into an empty database (or going on with an initial load that stopped), indexes and
+    // counters are made after the rows.
+    let load = repository.begin_bulk_load()?;
     let summary = import(
         &repository,
         BufReader::with_capacity(1 << 20, progress.wrap_read(input)),
@@ -95,7 +98,7 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ImportSumma
         |line, reason| progress.suspend(|| eprintln!("line {line}: {reason}")),
     )?;
     progress.finish_and_clear();
-    if summary.written > 0 {
+    if summary.written > 0 || load == BulkLoad::Initial {
         repository.finish_bulk_load()?;
     }
 

@@ -18,8 +18,13 @@ impl Repository {
     /// queries are planned for the data as it now is rather than as it was (a tenant that grew
     /// from nothing to most of the table would otherwise be planned as tiny), and on
     /// PostgreSQL compacts the counters' indexes.
+    ///
+    /// After an initial load ([`Repository::begin_bulk_load`]) it first makes the indexes,
+    /// counters and triggers the load set aside.
     pub fn finish_bulk_load(&self) -> Result<(), StorageError> {
         use diesel::connection::SimpleConnection;
+        // Counters just counted from the rows are compact already.
+        let counters_fresh = self.complete_initial_load()?;
         let mut conn = self.connection()?;
         let _unbounded = conn.without_sqlite_timeout();
         match &mut *conn {
@@ -46,6 +51,7 @@ impl Repository {
                     "item_dimension_counts",
                 ];
                 match self.pool_mode() {
+                    _ if counters_fresh => {}
                     PoolMode::Session => without_statement_timeout(pg, |pg| {
                         for table in COUNTERS {
                             pg.batch_execute(&format!("REINDEX TABLE CONCURRENTLY {table}"))?;

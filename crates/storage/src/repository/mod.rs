@@ -4,6 +4,7 @@
 //! plans). The SQL they share is in `crate::sql`.
 
 pub(crate) mod bulk;
+pub(crate) mod initial_load;
 mod maintenance;
 pub(crate) mod read;
 pub(crate) mod write;

@@ -13,7 +13,7 @@ use super::write::{load, Selection};
 use super::{ItemPage, StoredItem};
 use crate::connection::{DbConnection, MultiBackend};
 use crate::schema::backup_items;
-use crate::sql::counters::{counters_for, with_counter_statement};
+use crate::sql::counters::{counters_for, with_counter_statement, INITIAL_LOAD_PENDING};
 use crate::sql::filters::filtered;
 use crate::sql::ordering::{after_marker, full_order, order_by};
 use crate::{Repository, StorageError};
@@ -30,6 +30,11 @@ impl Repository {
             })?,
             None => filtered(filter).count().get_result(&mut *conn)?,
         };
+        if count == INITIAL_LOAD_PENDING {
+            return Err(StorageError::Unavailable(
+                "an initial load has not finished; the next import or seed completes it".into(),
+            ));
+        }
         u64::try_from(count).map_err(|_| StorageError::CorruptRow("negative count".into()))
     }
 

@@ -104,9 +104,16 @@ pub(crate) struct SumOf<'a> {
     parts: Vec<Part<'a>>,
 }
 
+/// What a counter statement answers while an initial load has not finished: the counters are
+/// not made yet (`repository/initial_load.rs`), and a count must not be read from them.
+pub(crate) const INITIAL_LOAD_PENDING: i64 = -1;
+
 impl QueryFragment<MultiBackend> for SumOf<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        out.push_sql("SELECT ");
+        // One probe of an empty table's key: no second round trip.
+        out.push_sql(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM deferred_for_initial_load) THEN -1 ELSE ",
+        );
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
                 out.push_sql(" + ");
@@ -115,6 +122,7 @@ impl QueryFragment<MultiBackend> for SumOf<'_> {
             part.walk_ast(out.reborrow())?;
             out.push_sql("), 0)");
         }
+        out.push_sql(" END");
         Ok(())
     }
 }

@@ -1,0 +1,1 @@
+DROP TABLE deferred_for_initial_load;
