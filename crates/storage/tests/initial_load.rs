@@ -181,7 +181,46 @@ fn an_interrupted_initial_load_is_completed_by_the_next(db: TestDatabase) {
     assert_eq!(catalog(&repository), before, "{db:?}");
 }
 
+fn a_finishing_step_that_stopped_half_way_is_completed(db: TestDatabase) {
+    let repository = db.repository();
+    let before = catalog(&repository);
+    assert_eq!(repository.begin_bulk_load().unwrap(), BulkLoad::Initial);
+    repository.upsert(&records("t0", 120, 0)).unwrap();
+    // The finishing step built some of the indexes (each commits on its own) and stopped
+    // before the counters: here, the first and the last saved index.
+    {
+        let mut conn = repository.connection().unwrap();
+        let saved: Vec<Definition> = diesel::sql_query(
+            "SELECT name, definition FROM deferred_for_initial_load \
+             WHERE kind = 'index' ORDER BY name",
+        )
+        .load(&mut *conn)
+        .unwrap();
+        assert!(saved.len() > 2, "{db:?}: {saved:?}");
+        for index in [&saved[0], &saved[saved.len() - 1]] {
+            diesel::sql_query(&index.definition)
+                .execute(&mut *conn)
+                .unwrap();
+        }
+    }
+    // A write between the builds, with the triggers still set aside.
+    repository.upsert(&records("t1", 30, 0)).unwrap();
+    assert!(matches!(
+        repository.count(&filter(Some("t1"), &[])),
+        Err(StorageError::Unavailable(_))
+    ));
+    repository.finish_bulk_load().unwrap();
+    assert_eq!(catalog(&repository), before, "{db:?}: each index once");
+    assert_eq!(
+        repository.count(&filter(Some("t1"), &[])).unwrap(),
+        visible(0..30),
+        "{db:?}"
+    );
+    assert_counts_exact(&repository, &format!("{db:?} after finishing again"));
+}
+
 backend_tests!(
     an_initial_load_makes_indexes_and_counters_after_the_rows,
     an_interrupted_initial_load_is_completed_by_the_next,
+    a_finishing_step_that_stopped_half_way_is_completed,
 );

@@ -154,26 +154,54 @@ impl Repository {
     }
 
     /// Makes what an initial load set aside: the indexes, the counters (counted from the
-    /// rows) and the triggers, in one transaction that holds writers off. Does nothing when
-    /// no initial load is pending.
+    /// rows) and the triggers. Does nothing when no initial load is pending.
+    ///
+    /// The indexes are built first, each in a transaction of its own, on PostgreSQL on two
+    /// connections at once (the trigram indexes first: PostgreSQL builds a GIN index on one
+    /// core, a btree index with parallel workers). An index that exists already, from a
+    /// finishing step that stopped, is not built again. Writers may write between two builds:
+    /// an index keeps itself up to date from the moment it exists, and the counters are
+    /// counted afterwards. They are, from all the rows, in one transaction that holds writers
+    /// off until the triggers are back, so no write falls between the counters and the
+    /// triggers.
     pub(crate) fn complete_initial_load(&self) -> Result<bool, StorageError> {
+        let (deferred, existing) = {
+            let mut pooled = self.connection()?;
+            let _unbounded = pooled.without_sqlite_timeout();
+            let conn: &mut DbConnection = &mut pooled;
+            conn.transaction(|conn| {
+                // Maintenance, spared the reads' statement timeout as the rest of it is.
+                if let DbConnection::Postgresql(pg) = conn {
+                    pg.batch_execute("SET LOCAL statement_timeout = 0")?;
+                }
+                Ok::<_, diesel::result::Error>((saved(conn)?, catalog_definitions(conn)?))
+            })?
+        };
+        if deferred.is_empty() {
+            return Ok(false);
+        }
+        let existing: Vec<String> = existing.into_iter().map(|d| d.name).collect();
+        let mut indexes: Vec<&Deferred> = deferred
+            .iter()
+            .filter(|d| d.kind == "index" && !existing.contains(&d.name))
+            .collect();
+        // Longest first (a GIN build is the longest and has one core), so that the two
+        // connections finish together; the sort is stable and keeps the saved order otherwise.
+        indexes.sort_by_key(|d| !d.definition.to_ascii_lowercase().contains("using gin"));
+        let builders = match self.backend() {
+            crate::Backend::Postgres => self.pool_state().max.clamp(1, 2) as usize,
+            crate::Backend::Sqlite => 1,
+        };
+        self.build_indexes(&indexes, builders)?;
+
         let mut pooled = self.connection()?;
         let _unbounded = pooled.without_sqlite_timeout();
         let conn: &mut DbConnection = &mut pooled;
         Ok(conn.transaction(|conn| {
             exclude_writers(conn, "SHARE")?;
-            let deferred = saved(conn)?;
-            if deferred.is_empty() {
+            if saved(conn)?.is_empty() {
+                // Another finishing step completed it meanwhile.
                 return Ok::<_, diesel::result::Error>(false);
-            }
-            if let DbConnection::Postgresql(pg) = conn {
-                // Index builds sort the whole table; more memory sorts in fewer passes.
-                pg.batch_execute("SET LOCAL maintenance_work_mem = '256MB'")?;
-            }
-            // Indexes first: the counters are then counted with them in place, and the
-            // triggers come back last, with nothing written in between.
-            for index in deferred.iter().filter(|d| d.kind == "index") {
-                conn.batch_execute(&index.definition)?;
             }
             diesel::delete(item_dimension_counts::table).execute(conn)?;
             diesel::delete(item_counts_hourly::table).execute(conn)?;
@@ -186,5 +214,54 @@ impl Repository {
             conn.batch_execute("DELETE FROM deferred_for_initial_load")?;
             Ok(true)
         })?)
+    }
+
+    /// Runs the saved `CREATE INDEX` statements on `builders` connections, each taking the
+    /// next statement when its last is done; the first failure stops them all.
+    fn build_indexes(&self, indexes: &[&Deferred], builders: usize) -> Result<(), StorageError> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let build = || -> Result<(), StorageError> {
+            let mut pooled = self.connection()?;
+            let _unbounded = pooled.without_sqlite_timeout();
+            let conn: &mut DbConnection = &mut pooled;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(index) = indexes.get(i) else {
+                    return Ok(());
+                };
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let built = conn.transaction(|conn| {
+                    if let DbConnection::Postgresql(pg) = conn {
+                        // An index build sorts the whole table: no statement timeout, and
+                        // memory to sort in fewer passes.
+                        pg.batch_execute(
+                            "SET LOCAL statement_timeout = 0; \
+                             SET LOCAL maintenance_work_mem = '256MB'",
+                        )?;
+                    }
+                    conn.batch_execute(&index.definition)
+                });
+                if let Err(error) = built {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(error.into());
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            let build = &build;
+            let running: Vec<_> = (0..builders).map(|_| scope.spawn(build)).collect();
+            running
+                .into_iter()
+                .map(|builder| {
+                    builder
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect::<Result<Vec<()>, StorageError>>()
+                .map(drop)
+        })
     }
 }

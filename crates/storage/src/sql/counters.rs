@@ -601,6 +601,11 @@ const ITEM_DIMENSIONS: &str = "resource_type, coalesce(resource_az, '') AS resou
 /// those groups.
 pub(crate) fn refill(conn: &mut DbConnection) -> QueryResult<()> {
     let BucketSql { hour, day, block } = bucket_sql(conn);
+    if let DbConnection::Postgresql(pg) = conn {
+        // Grouping every row (a million at 1M items) in memory rather than in sorted runs on
+        // disk: at 1M items the counting takes 19 s instead of 25.
+        pg.batch_execute("SET LOCAL work_mem = '256MB'")?;
+    }
     conn.batch_execute(&format!(
         "CREATE TEMPORARY TABLE counted_hours AS \
          SELECT project_id, status, {ITEM_DIMENSIONS}, {hour} AS hour, {day} AS day, \
