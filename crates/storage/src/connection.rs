@@ -548,6 +548,18 @@ mod tests {
     }
 }
 
+/// Keeps writers of `backup_items` out for the rest of the transaction, in PostgreSQL's lock
+/// `mode` (`SHARE`: writers wait, readers go on), with the statement timeout off: the work
+/// that needs it reads every row. SQLite's write transaction already excludes writers.
+pub(crate) fn hold_off_writers(conn: &mut DbConnection, mode: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        pg.batch_execute(&format!(
+            "SET LOCAL statement_timeout = 0; LOCK TABLE backup_items IN {mode} MODE"
+        ))?;
+    }
+    Ok(())
+}
+
 /// One setting's value, as `current_setting` gives it.
 #[derive(QueryableByName)]
 struct SettingRow {

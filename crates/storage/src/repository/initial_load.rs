@@ -19,11 +19,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use crate::connection::DbConnection;
-use crate::schema::{
-    deferred_for_initial_load, item_counts, item_counts_daily, item_counts_hourly,
-    item_dimension_counts,
-};
+use crate::connection::{hold_off_writers, DbConnection};
+use crate::schema::deferred_for_initial_load;
 use crate::sql::counters::refill;
 use crate::{Repository, StorageError};
 
@@ -97,16 +94,6 @@ fn saved(conn: &mut DbConnection) -> QueryResult<Vec<Deferred>> {
         .load(conn)
 }
 
-/// Keeps writers out for the rest of the transaction (SQLite's write transaction already does).
-fn exclude_writers(conn: &mut DbConnection, mode: &str) -> QueryResult<()> {
-    if let DbConnection::Postgresql(pg) = conn {
-        pg.batch_execute(&format!(
-            "SET LOCAL statement_timeout = 0; LOCK TABLE backup_items IN {mode} MODE"
-        ))?;
-    }
-    Ok(())
-}
-
 /// Whether the query `sql` (an `EXISTS (…)`) is true.
 fn exists(conn: &mut DbConnection, sql: &str) -> QueryResult<bool> {
     #[derive(QueryableByName)]
@@ -133,7 +120,7 @@ impl Repository {
         let _unbounded = pooled.without_sqlite_timeout();
         let conn: &mut DbConnection = &mut pooled;
         Ok(conn.transaction(|conn| {
-            exclude_writers(conn, "EXCLUSIVE")?;
+            hold_off_writers(conn, "EXCLUSIVE")?;
             if initial_load_pending(conn)? {
                 return Ok(BulkLoad::Initial);
             }
@@ -198,15 +185,11 @@ impl Repository {
         let _unbounded = pooled.without_sqlite_timeout();
         let conn: &mut DbConnection = &mut pooled;
         Ok(conn.transaction(|conn| {
-            exclude_writers(conn, "SHARE")?;
+            hold_off_writers(conn, "SHARE")?;
             if saved(conn)?.is_empty() {
                 // Another finishing step completed it meanwhile.
                 return Ok::<_, diesel::result::Error>(false);
             }
-            diesel::delete(item_dimension_counts::table).execute(conn)?;
-            diesel::delete(item_counts_hourly::table).execute(conn)?;
-            diesel::delete(item_counts_daily::table).execute(conn)?;
-            diesel::delete(item_counts::table).execute(conn)?;
             refill(conn)?;
             for trigger in deferred.iter().filter(|d| d.kind == "trigger") {
                 conn.batch_execute(&trigger.definition)?;

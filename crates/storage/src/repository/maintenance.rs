@@ -2,12 +2,10 @@
 //! and indexes refreshed after a bulk load, and the plans of the repository's own queries.
 
 use csbs_domain::{BackupFilter, PageRequest, SortSpec};
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use super::read::list_query;
-use crate::connection::{without_statement_timeout, DbConnection};
-use crate::schema::{item_counts, item_counts_daily, item_counts_hourly, item_dimension_counts};
+use crate::connection::{hold_off_writers, without_statement_timeout, DbConnection};
 use crate::sql::counters::{counters_for, drift, in_snapshot, refill, with_counter_statement};
 use crate::sql::explain::{plan, Mode};
 use crate::sql::filters::filtered;
@@ -89,19 +87,8 @@ impl Repository {
         let _unbounded = pooled.without_sqlite_timeout();
         let conn: &mut DbConnection = &mut pooled;
         Ok(conn.transaction(|conn| {
-            if let DbConnection::Postgresql(pg) = conn {
-                // Writers wait; readers go on. SQLite's write transaction already excludes
-                // writers. Counting every row takes longer than the statement timeout meant for
-                // the service's reads.
-                pg.batch_execute(
-                    "SET LOCAL statement_timeout = 0; LOCK TABLE backup_items IN SHARE MODE",
-                )?;
-            }
+            hold_off_writers(conn, "SHARE")?;
             let repaired = drift(conn)?;
-            diesel::delete(item_dimension_counts::table).execute(conn)?;
-            diesel::delete(item_counts_hourly::table).execute(conn)?;
-            diesel::delete(item_counts_daily::table).execute(conn)?;
-            diesel::delete(item_counts::table).execute(conn)?;
             refill(conn)?;
             Ok::<_, diesel::result::Error>(repaired)
         })?)

@@ -596,10 +596,13 @@ fn bucket_sql(conn: &DbConnection) -> BucketSql {
 const ITEM_DIMENSIONS: &str = "resource_type, coalesce(resource_az, '') AS resource_az, \
      coalesce(image_type, '') AS image_type, coalesce(policy_id, '') AS policy_id";
 
-/// Recomputes every counter from the rows; the caller has emptied them and holds writers off.
-/// The rows are read once, grouped by hour and dimensions, and every counter follows from
-/// those groups.
+/// Recomputes every counter from the rows: empties them, reads the rows once, grouped by hour
+/// and dimensions, and every counter follows from those groups. The caller holds writers off.
 pub(crate) fn refill(conn: &mut DbConnection) -> QueryResult<()> {
+    diesel::delete(item_dimension_counts::table).execute(conn)?;
+    diesel::delete(item_counts_hourly::table).execute(conn)?;
+    diesel::delete(item_counts_daily::table).execute(conn)?;
+    diesel::delete(item_counts::table).execute(conn)?;
     let BucketSql { hour, day, block } = bucket_sql(conn);
     if let DbConnection::Postgresql(pg) = conn {
         // Grouping every row (a million at 1M items) in memory rather than in sorted runs on
