@@ -8,7 +8,7 @@ use super::read::list_query;
 use crate::connection::{hold_off_writers, without_statement_timeout, DbConnection};
 use crate::sql::counters::{counters_for, drift, in_snapshot, refill, with_counter_statement};
 use crate::sql::explain::{plan, Mode};
-use crate::sql::filters::filtered;
+use crate::sql::filters::{filtered_searching, SubstringSearch};
 use crate::{CounterDrift, PoolMode, Repository, StorageError};
 
 impl Repository {
@@ -117,7 +117,10 @@ impl Repository {
             Some(counters) => with_counter_statement(filter, counters, |statement| {
                 plan(&mut conn, statement, mode)
             }),
-            None => plan(&mut conn, filtered(filter).count(), mode),
+            None => {
+                let search = SubstringSearch::for_filter(&mut conn, filter)?;
+                plan(&mut conn, filtered_searching(filter, search).count(), mode)
+            }
         }
     }
 
@@ -129,6 +132,11 @@ impl Repository {
         page: &PageRequest,
     ) -> Result<Vec<String>, StorageError> {
         let mut conn = self.connection()?;
-        plan(&mut conn, list_query(filter, sort, page), Mode::Estimate)
+        let search = SubstringSearch::for_filter(&mut conn, filter)?;
+        plan(
+            &mut conn,
+            list_query(filter, search, sort, page),
+            Mode::Estimate,
+        )
     }
 }

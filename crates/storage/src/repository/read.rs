@@ -14,7 +14,7 @@ use super::{ItemPage, StoredItem};
 use crate::connection::{DbConnection, MultiBackend};
 use crate::schema::backup_items;
 use crate::sql::counters::{counters_for, with_counter_statement, INITIAL_LOAD_PENDING};
-use crate::sql::filters::filtered;
+use crate::sql::filters::{filtered, filtered_searching, SubstringSearch};
 use crate::sql::ordering::{after_marker, full_order, order_by};
 use crate::{Repository, StorageError};
 
@@ -28,7 +28,12 @@ impl Repository {
             Some(counters) => with_counter_statement(filter, counters, |statement| {
                 statement.get_result(&mut *conn)
             })?,
-            None => filtered(filter).count().get_result(&mut *conn)?,
+            None => {
+                let search = SubstringSearch::for_filter(&mut conn, filter)?;
+                filtered_searching(filter, search)
+                    .count()
+                    .get_result(&mut *conn)?
+            }
         };
         if count == INITIAL_LOAD_PENDING {
             return Err(StorageError::Unavailable(
@@ -58,7 +63,9 @@ impl Repository {
         page: &PageRequest,
     ) -> Result<ItemPage, StorageError> {
         let mut conn = self.connection()?;
-        let rows: Vec<(String, String)> = list_query(filter, sort, page).load(&mut *conn)?;
+        let search = SubstringSearch::for_filter(&mut conn, filter)?;
+        let rows: Vec<(String, String)> =
+            list_query(filter, search, sort, page).load(&mut *conn)?;
         if rows.is_empty() {
             if let Some(marker) = &page.marker {
                 // An empty page after a marker: the end of the list, or a marker that names
@@ -134,12 +141,13 @@ fn page_of(rows: Vec<(String, String)>, limit: usize, max_bytes: usize) -> ItemP
 /// whether another page follows.
 pub(crate) fn list_query<'a>(
     filter: &'a BackupFilter,
+    search: SubstringSearch,
     sort: &SortSpec,
     page: &PageRequest,
 ) -> backup_items::BoxedQuery<'a, MultiBackend, (Text, Text)> {
     let across_tenants = filter.scope == TenantScope::AllTenants;
     let order = full_order(sort.keys(), across_tenants);
-    let mut query = order_by(filtered(filter), &order);
+    let mut query = order_by(filtered_searching(filter, search), &order);
     if let Some(marker) = &page.marker {
         query = query.filter(after_marker(&order, &filter.scope, marker));
     }

@@ -7,7 +7,9 @@ use csbs_domain::{BackupFilter, BackupStatus, FilterParam, TenantScope, TextValu
 use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
 
-use crate::connection::MultiBackend;
+use diesel::sql_types::{BigInt, Text};
+
+use crate::connection::{DbConnection, MultiBackend};
 use crate::schema::backup_items;
 use crate::sql::prepared::{any_of, Comparison};
 
@@ -37,6 +39,82 @@ fn patterns(values: &[TextValue]) -> Vec<Cow<'static, str>> {
     values.iter().map(contains_pattern).collect()
 }
 
+/// How the substring criteria (`name`, `resource_name`) find their rows. Both select exactly
+/// the same rows; they differ only in the index PostgreSQL may use, which its planner cannot
+/// choose well: it prices a trigram index scan far below what reading every trigram's posting
+/// list of a long substring costs, and the tenant's own rows far above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubstringSearch {
+    /// Through the trigram indexes: for large tenants and across tenants.
+    Trigrams,
+    /// By testing each row the other criteria select (the tenant's rows, through its B-tree
+    /// indexes): for a tenant small enough that this reads less.
+    TenantRows,
+}
+
+/// A tenant's substring searches test its own rows when it has at most this many items (of
+/// any status, as its counters say), or at most [`TENANT_ROWS_SHARE`] of the table. Testing a
+/// row costs the same whatever the table's size (about 1.5 µs, warm); a trigram scan reads
+/// each trigram's posting list as far as the tenant's entries reach, and those lists grow
+/// with the whole table (a 22-trigram substring: 15 ms at 1M items, 176 ms at 10M, whatever
+/// the tenant). Measured in BENCHMARKS.md ("Substring searches").
+pub(crate) const TENANT_ROWS_AT_LEAST: i64 = 5_000;
+/// See [`TENANT_ROWS_AT_LEAST`]: the share of the table's rows (1 in this many) up to which a
+/// tenant's rows are tested one by one.
+pub(crate) const TENANT_ROWS_SHARE: i64 = 100;
+
+#[derive(QueryableByName)]
+struct Sizes {
+    #[diesel(sql_type = BigInt)]
+    tenant: i64,
+    #[diesel(sql_type = BigInt)]
+    table_rows: i64,
+}
+
+impl SubstringSearch {
+    /// How `filter`'s substrings are best searched on `conn`: by the tenant's rows when the
+    /// filter names a tenant small enough ([`TENANT_ROWS_AT_LEAST`]), else by trigrams. A
+    /// filter without a substring, any filter on SQLite (which has no trigram index) and one
+    /// across tenants need no look at the counters.
+    pub(crate) fn for_filter(conn: &mut DbConnection, filter: &BackupFilter) -> QueryResult<Self> {
+        let criteria = &filter.criteria;
+        if criteria.names.is_empty() && criteria.resource_names.is_empty() {
+            return Ok(Self::Trigrams);
+        }
+        let TenantScope::Project(project) = &filter.scope else {
+            return Ok(Self::Trigrams);
+        };
+        let DbConnection::Postgresql(pg) = conn else {
+            return Ok(Self::Trigrams);
+        };
+        // The tenant's items of all statuses (the deleted rows are read too), and the table's
+        // rows as the statistics last saw them (-1 before the first ANALYZE). While an
+        // initial load is unfinished the counters are empty and the tenant looks small: its
+        // rows are then tested one by one, slower for a large tenant but exact.
+        let sizes: Sizes = diesel::sql_query(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS tenant, \
+             CAST((SELECT GREATEST(reltuples, 0) FROM pg_class \
+                   WHERE oid = 'backup_items'::regclass) AS BIGINT) AS table_rows \
+             FROM item_counts WHERE project_id = $1",
+        )
+        .bind::<Text, _>(project.as_str())
+        .get_result(pg)?;
+        let at_most = TENANT_ROWS_AT_LEAST.max(sizes.table_rows / TENANT_ROWS_SHARE);
+        Ok(if sizes.tenant <= at_most {
+            Self::TenantRows
+        } else {
+            Self::Trigrams
+        })
+    }
+
+    fn comparison(self) -> Comparison {
+        match self {
+            Self::Trigrams => Comparison::Like,
+            Self::TenantRows => Comparison::LikeEachRow,
+        }
+    }
+}
+
 /// `query` narrowed to rows whose `column` matches one of `values`; unchanged when there are
 /// none (the criterion was not given).
 fn matching<'a, C>(
@@ -59,8 +137,13 @@ where
     }
 }
 
-/// The rows `filter` selects, unordered and unpaged.
+/// The rows `filter` selects, unordered and unpaged, any substring through the trigram indexes.
 pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
+    filtered_searching(filter, SubstringSearch::Trigrams)
+}
+
+/// The rows `filter` selects, unordered and unpaged, substrings searched as `search` says.
+pub(crate) fn filtered_searching(filter: &BackupFilter, search: SubstringSearch) -> ItemsQuery<'_> {
     use backup_items::dsl as items;
 
     let mut query = items::backup_items.into_boxed();
@@ -84,13 +167,13 @@ pub(crate) fn filtered(filter: &BackupFilter) -> ItemsQuery<'_> {
             FilterParam::Name => matching(
                 query,
                 items::name,
-                Comparison::Like,
+                search.comparison(),
                 patterns(&criteria.names),
             ),
             FilterParam::ResourceName => matching(
                 query,
                 items::resource_name,
-                Comparison::Like,
+                search.comparison(),
                 patterns(&criteria.resource_names),
             ),
             FilterParam::ResourceId => matching(
