@@ -10,33 +10,11 @@ cd "$(dirname "$0")/.."
 
 duration="${1:-60}"
 items="${2:-100000}"
-admin_url="${CSBS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-database=csbs_soak
-binary="${CSBS_BINARY:-target/release/csbs-api}"
-
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-[ -x "$binary" ] || cargo build --release -q -p csbs-api
-
-work="$(mktemp -d)"
-psql "$admin_url" -q -c "DROP DATABASE IF EXISTS $database" -c "CREATE DATABASE $database"
-url="${admin_url%/*}/$database"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-export DATABASE_URL="$url" CSBS__DATA_DIR="$work" CSBS__LOG__FILTER=warn CSBS__SERVER__BIND="127.0.0.1:$port"
+. scripts/wrk-service.sh
+prepare_service csbs_soak
 
 "$binary" seed --items "$items" --projects 20 --seed 7 >/dev/null
-"$binary" serve >"$work/service.log" 2>&1 &
-pid=$!
-cleanup() {
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    psql "$admin_url" -q -c "DROP DATABASE IF EXISTS $database" || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.2
-done
+start_service
 
 tenant="$(psql "$url" -Atc "SELECT project_id FROM item_counts GROUP BY 1 ORDER BY sum(n) DESC LIMIT 1")"
 token="$("$binary" token --project-id "$tenant" --ttl 1h)"
