@@ -11,9 +11,8 @@ use csbs_domain::FromQueryPairs;
 use csbs_domain::{
     BackupFilter, CountQuery, ItemId, ListQuery, PageRequest, ProjectId, SortSpec, TenantScope,
 };
-use csbs_storage::{Backend, DatabaseUrl, DbConnection, PoolSettings, Repository};
-use csbs_test_support::{backend_tests, item_record, TestDatabase};
-use diesel::RunQueryDsl;
+use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository};
+use csbs_test_support::{backend_tests, execute_sql, item_record, list_all_ids, TestDatabase};
 use serde_json::json;
 
 fn tenant_filter(query: &[(&str, &str)]) -> BackupFilter {
@@ -423,18 +422,7 @@ fn substring_search_follows_the_tenants_size(db: TestDatabase) {
             .map(|query| {
                 let filter = tenant_filter(query);
                 let count = repository.count(&filter).unwrap();
-                let listed = repository
-                    .list(
-                        &filter,
-                        &SortSpec::default(),
-                        &PageRequest {
-                            limit: 1000,
-                            ..PageRequest::default()
-                        },
-                    )
-                    .unwrap()
-                    .documents
-                    .len();
+                let listed = list_all_ids(repository, &filter, &SortSpec::default(), 1000).len();
                 assert_eq!(count, listed as u64, "{query:?}");
                 (count, listed)
             })
@@ -472,18 +460,11 @@ fn substring_search_follows_the_tenants_size(db: TestDatabase) {
         assert_eq!(each_row(&repository, query), (true, true), "{query:?}");
     }
     // The counters now say tenant-a is large.
-    {
-        let mut conn = repository.connection().unwrap();
-        let DbConnection::Postgresql(pg) = &mut *conn else {
-            unreachable!()
-        };
-        diesel::sql_query(
-            "INSERT INTO item_counts (project_id, status, n) VALUES ('tenant-a', 'deleted', \
-             1000000) ON CONFLICT (project_id, status) DO UPDATE SET n = item_counts.n + 1000000",
-        )
-        .execute(pg)
-        .unwrap();
-    }
+    execute_sql(
+        &repository,
+        "INSERT INTO item_counts (project_id, status, n) VALUES ('tenant-a', 'deleted', \
+         1000000) ON CONFLICT (project_id, status) DO UPDATE SET n = item_counts.n + 1000000",
+    );
     for query in &queries {
         assert_eq!(each_row(&repository, query), (false, false), "{query:?}");
     }

@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use csbs_domain::{BackupFilter, BackupStatus, FilterParam, TenantScope, TextValue};
 use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
-
 use diesel::sql_types::{BigInt, Text};
 
 use crate::connection::{DbConnection, MultiBackend};
