@@ -8,7 +8,10 @@
 #   scripts/ingest-bench.sh [SECONDS] [ITEMS]      defaults: 30 s, 1000000 items
 #
 # CSBS_BINARY picks the build (default target/release/csbs-api), so that two versions are
-# measured with the same load. Needs the local PostgreSQL (CSBS_TEST_POSTGRES_URL, default
+# measured with the same load. SYNCHRONOUS_COMMIT=off has the service's sessions commit
+# without waiting for the WAL flush: the run then measures the CPU cost of a write (service
+# and PostgreSQL) without the disk's flush latency, which varies by tens of percent from one
+# minute to the next on a shared disk. Compare two builds in alternating runs either way. Needs the local PostgreSQL (CSBS_TEST_POSTGRES_URL, default
 # postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,9 @@ duration="${1:-30}"
 items="${2:-1000000}"
 . scripts/wrk-service.sh
 prepare_service csbs_ingest_bench
+if [ -n "${SYNCHRONOUS_COMMIT:-}" ]; then
+    DATABASE_URL="$url?options=-c%20synchronous_commit%3D$SYNCHRONOUS_COMMIT"
+fi
 
 started=$SECONDS
 "$binary" seed --items "$items" --projects 50 --seed 7 >/dev/null
