@@ -8,10 +8,11 @@
 #   scripts/ingest-bench.sh [SECONDS] [ITEMS]      defaults: 30 s, 1000000 items
 #
 # CSBS_BINARY picks the build (default target/release/csbs-api), so that two versions are
-# measured with the same load. SYNCHRONOUS_COMMIT=off has the service's sessions commit
-# without waiting for the WAL flush: the run then measures the CPU cost of a write (service
-# and PostgreSQL) without the disk's flush latency, which varies by tens of percent from one
-# minute to the next on a shared disk. Compare two builds in alternating runs either way. Needs the local PostgreSQL (CSBS_TEST_POSTGRES_URL, default
+# measured with the same load. SYNCHRONOUS_COMMIT=off has the service's sessions (and the
+# seed's) commit without waiting for the WAL flush: the run then measures the CPU cost of a
+# write (service and PostgreSQL) without the disk's flush latency, which varies by tens of
+# percent from one minute to the next on a shared disk. Compare two builds in alternating
+# runs either way. Needs the local PostgreSQL (CSBS_TEST_POSTGRES_URL, default
 # postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
