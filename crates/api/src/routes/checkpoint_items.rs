@@ -25,7 +25,7 @@ use crate::errors::ApiError;
 use crate::openapi::{self as doc, any_uuid, once, repeatable, request_time, string, text_value};
 use crate::public_url;
 use crate::state::AppState;
-use crate::wire::{self, CountAnswer, LinkRel, ListAnswer, PageLink, ShowAnswer};
+use crate::wire::{self, CountAnswer, LinkRel, ListAnswer, PageLink, ShowAnswer, StoredDocument};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     // `count` is registered before `{checkpoint_item_id}`, which would otherwise take it.
@@ -133,7 +133,7 @@ async fn list(
         checkpoint_items: items
             .documents
             .into_iter()
-            .map(wire::stored)
+            .map(StoredDocument::new)
             .collect::<Result<_, _>>()?,
         checkpoint_items_links: next
             .map(|href| PageLink {
@@ -143,7 +143,7 @@ async fn list(
             .into_iter()
             .collect(),
     };
-    wire::json(StatusCode::OK, &answer)
+    Ok(wire::json_text(StatusCode::OK, answer.to_json()?))
 }
 
 /// This request's URL with `marker` set to the last item of the page (and `offset` dropped:
@@ -199,9 +199,9 @@ async fn show(
         .filter(|item| item.status != BackupStatus::Deleted)
         .ok_or_else(|| ApiError::NotFound(format!("Backup {id} does not exist")))?;
     let answer = ShowAnswer {
-        checkpoint_item: wire::stored(item.document)?,
+        checkpoint_item: StoredDocument::new(item.document)?,
     };
-    wire::json(StatusCode::OK, &answer)
+    Ok(wire::json_text(StatusCode::OK, answer.to_json()))
 }
 
 // ---------------------------------------------------------------------------------------------

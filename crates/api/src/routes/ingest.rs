@@ -29,7 +29,7 @@ use crate::errors::ApiError;
 use crate::openapi::{self as doc, parameter, string};
 use crate::request_body::RequestBody;
 use crate::state::AppState;
-use crate::wire::{self, BulkAnswer, BulkOutcome, BulkResult, IngestItemAnswer};
+use crate::wire::{self, BulkAnswer, BulkOutcome, BulkResult, IngestItemAnswer, StoredDocument};
 
 /// This module's part of the document.
 #[derive(utoipa::OpenApi)]
@@ -60,12 +60,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 /// The item as stored and its version, 201 when it was created.
 fn item_answer(item: &CurrentItem, created: bool) -> Result<StoredAnswer, ApiError> {
     let answer = IngestItemAnswer {
-        checkpoint_item: wire::stored(item.record.document.clone())?,
+        checkpoint_item: StoredDocument::new(item.record.document.clone())?,
         version: item.version,
     };
     Ok(StoredAnswer {
         status: if created { 201 } else { 200 },
-        body: wire::to_json(&answer)?,
+        body: answer.to_json()?,
     })
 }
 

@@ -2,21 +2,34 @@
 
 use csbs_domain::BackupStatus;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::CheckpointItem;
+use super::{CheckpointItem, JsonWriter, StoredDocument};
+use crate::errors::ApiError;
 use crate::openapi::canonical_uuid;
 
 /// An ingest answer: the item as stored, and its version.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct IngestItemAnswer {
     /// The backup as stored, whatever its status.
     #[schema(value_type = CheckpointItem)]
-    pub checkpoint_item: Box<RawValue>,
+    pub checkpoint_item: StoredDocument,
     /// Its version; the next write names this + 1.
     #[schema(minimum = 1)]
     pub version: i64,
+}
+
+impl IngestItemAnswer {
+    /// The answer as JSON text, the document spliced in.
+    pub fn to_json(&self) -> Result<String, ApiError> {
+        let mut json = JsonWriter::with_capacity(self.checkpoint_item.len() + 48);
+        json.raw(r#"{"checkpoint_item":"#)
+            .document(&self.checkpoint_item)
+            .raw(r#","version":"#)
+            .value(&self.version)?;
+        json.raw("}");
+        Ok(json.finish())
+    }
 }
 
 /// The outcome of a bulk report, item by item in the request's order.
@@ -50,4 +63,35 @@ pub enum BulkOutcome {
     Stored,
     /// A retry of the stored version: nothing written.
     Unchanged,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    #[test]
+    fn an_item_answer_is_the_documented_object() {
+        let answer = IngestItemAnswer {
+            checkpoint_item: StoredDocument::new(r#"{"id":"a","size":10.0}"#.to_owned())
+                .expect("an object"),
+            version: 7,
+        };
+        let text = answer.to_json().expect("written");
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        let schema = serde_json::to_value(IngestItemAnswer::schema()).expect("a schema");
+        let mut documented: Vec<&String> = schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .collect();
+        documented.sort();
+        let mut written: Vec<&String> = value.as_object().expect("an object").keys().collect();
+        written.sort();
+        assert_eq!(written, documented);
+        assert_eq!(value["version"], 7);
+        assert!(text.contains(r#""size":10.0"#), "{text}");
+    }
 }

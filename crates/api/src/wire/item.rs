@@ -1,4 +1,4 @@
-//! The backup object as the document describes it. Stored documents travel as `RawValue`,
+//! The backup object as the document describes it. Stored documents travel as text,
 //! byte for byte, so no handler builds these types: they are the documented shape of what
 //! `csbs_domain::BackupRecord::from_json` accepted and stored.
 
