@@ -116,7 +116,7 @@ pub(crate) fn check_times(
     claims: &Map<String, Value>,
     now: u64,
     leeway: u64,
-) -> Result<(), AuthError> {
+) -> Result<u64, AuthError> {
     let expires = claims
         .get("exp")
         .and_then(numeric_date)
@@ -134,7 +134,7 @@ pub(crate) fn check_times(
     if not_before.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
         return Err(AuthError::NotYetValid);
     }
-    Ok(())
+    Ok(expires)
 }
 
 /// A JWT NumericDate: non-negative seconds, possibly fractional (RFC 7519 §2).

@@ -93,9 +93,24 @@ impl FileSources {
 }
 
 /// The keys in use at one moment: what one token's validation looks at.
+#[derive(Clone)]
 pub(crate) struct Keys {
     files: Arc<Vec<VerificationKey>>,
     remote: Option<Arc<Vec<VerificationKey>>>,
+}
+
+impl Keys {
+    /// Whether `other` is this very set of keys: no file was reloaded and no key set fetched
+    /// in between. (Held, not compared by address alone, so that a freed set's address being
+    /// reused cannot make a new set look like an old one.)
+    pub(crate) fn same_as(&self, other: &Keys) -> bool {
+        Arc::ptr_eq(&self.files, &other.files)
+            && match (&self.remote, &other.remote) {
+                (None, None) => true,
+                (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+                _ => false,
+            }
+    }
 }
 
 impl KeyRing {

@@ -463,3 +463,52 @@ async fn a_provider_key_the_service_cannot_use_is_skipped_not_fatal() {
         AuthError::BadSignature
     );
 }
+
+/// A token that verified is remembered, and its next uses are answered from memory; that
+/// memory changes no answer: the token is refused the moment it expires, and once the key
+/// files are read again it is checked against the keys they now hold.
+#[tokio::test]
+async fn a_remembered_token_still_expires_and_stops_verifying_with_its_key() {
+    let secret = "remembered-tokens-secret-0123456789abcdef";
+    let auth = authenticator(&AuthSettings {
+        hmac_secret: Some(secret.into()),
+        leeway_seconds: 0,
+        ..AuthSettings::default()
+    });
+    let expires = jsonwebtoken::get_current_timestamp() + 2;
+    let short_lived = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "alice", "project_id": "p1", "exp": expires}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        auth.validate(&short_lived).await.unwrap();
+    }
+    while jsonwebtoken::get_current_timestamp() <= expires {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        refused(auth.validate(&short_lived).await),
+        AuthError::Expired
+    );
+
+    let key_file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("csbs-auth-{}-remembered.pem", std::process::id()));
+    std::fs::copy(key_path("rsa_public.pem"), &key_file).unwrap();
+    let auth = authenticator(&AuthSettings {
+        public_key_files: vec![key_file.clone()],
+        ..AuthSettings::default()
+    });
+    let signed = sign(&Header::new(Algorithm::RS256), "rsa-1", &claims(None));
+    for _ in 0..3 {
+        auth.validate(&signed).await.unwrap();
+    }
+    std::fs::copy(key_path("rsa2_public.pem"), &key_file).unwrap();
+    assert_eq!(auth.jwt().unwrap().reload_key_files().unwrap(), Some(1));
+    assert_eq!(
+        refused(auth.validate(&signed).await),
+        AuthError::BadSignature
+    );
+    std::fs::remove_file(&key_file).unwrap();
+}
