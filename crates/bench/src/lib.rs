@@ -1,16 +1,18 @@
 //! The service-versus-SQL benchmark: how much the HTTP service adds to the database's own time
 //! for each common query shape.
 //!
-//! [`run`] fills an empty PostgreSQL database (or schema) with [`csbs_sample_data`] through
-//! its seed pipeline, vacuums and analyzes it, starts the real service in-process, and then measures
-//! each query shape twice: through the service over HTTP, and as the equivalent hand-written
-//! SQL sent straight to PostgreSQL (the same filters, order and LIMIT as the repository's
-//! queries, see `csbs-storage`'s `sql/filters.rs` and `sql/ordering.rs`). Before measuring a
-//! shape it checks that both answer the same, so that the comparison is between equivalent
-//! work.
+//! [`run`] fills an empty PostgreSQL database (or schema), or a new SQLite file, with
+//! [`csbs_sample_data`] through its seed pipeline, vacuums and analyzes it, starts the real
+//! service in-process, and then measures each query shape twice: through the service over
+//! HTTP, and as the equivalent hand-written SQL sent straight to the database (the same
+//! filters, order and LIMIT as the repository's queries, see `csbs-storage`'s
+//! `sql/filters.rs` and `sql/ordering.rs`). Before measuring a shape it checks that both
+//! answer the same, so that the comparison is between equivalent work. The SQL is written
+//! once for both databases.
 //!
-//! The SQL side is run by `pgbench` when it is installed (see [`pgbench`]), else by a diesel
-//! client in this process. The report also gives import throughput (PostgreSQL, SQLite, and
+//! On PostgreSQL the SQL side is run by `pgbench` when it is installed (see [`pgbench`]),
+//! else by a diesel client in this process; on SQLite by diesel connections set up as the
+//! service's are. The report also gives import throughput (PostgreSQL, SQLite, and
 //! a server-side `INSERT … SELECT` of the same rows for reference) and the process's peak
 //! resident memory while the service was under load.
 //!
@@ -35,9 +37,12 @@ use anyhow::{bail, Context};
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::FromQueryPairs;
 use csbs_domain::{format_timestamp, BackupFilter, CountQuery, ProjectId, TenantScope};
-use csbs_storage::{Backend, DatabaseUrl, PoolSettings, Repository, ITEM_COLUMNS};
+use csbs_storage::MultiBackend;
+use csbs_storage::{
+    establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection, PoolSettings, Repository,
+    ITEM_COLUMNS,
+};
 use diesel::connection::SimpleConnection;
-use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -120,7 +125,7 @@ impl SqlClient {
     fn label(self) -> &'static str {
         match self {
             Self::Pgbench => "pgbench (-M prepared)",
-            Self::Diesel => "diesel (one PgConnection per client)",
+            Self::Diesel => "diesel (one connection per client)",
         }
     }
 }
@@ -415,7 +420,8 @@ fn millis(duration: Duration) -> String {
     }
 }
 
-/// Runs the whole benchmark on the empty PostgreSQL database at `database_url`; `progress`
+/// Runs the whole benchmark on the empty PostgreSQL database or SQLite file at
+/// `database_url` (or, with `options.generate` off, on the data already there); `progress`
 /// hears what is going on.
 pub fn run(
     database_url: &str,
@@ -467,20 +473,37 @@ pub fn run(
     };
     drop(repository);
 
-    let mut conn = PgConnection::establish(database_url).context("cannot connect for SQL")?;
+    let backend = url.backend();
+    let mut conn = sql_connection(&url)?;
     let vacuum_started = Instant::now();
-    vacuum_analyze(&mut conn)?;
+    vacuum_analyze(&mut conn, backend)?;
     let vacuum_seconds = vacuum_started.elapsed().as_secs_f64();
-    let table_bytes =
-        diesel::sql_query("SELECT pg_total_relation_size('backup_items'::regclass) AS n")
-            .get_result::<CountRow>(&mut conn)?
-            .n;
+    let table_bytes = diesel::sql_query(match backend {
+        Backend::Postgres => "SELECT pg_total_relation_size('backup_items'::regclass) AS n",
+        // The whole file: SQLite keeps the table and its indexes in it.
+        Backend::Sqlite => {
+            "SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()"
+        }
+    })
+    .get_result::<CountRow>(&mut conn)?
+    .n;
     progress(&format!("VACUUM (ANALYZE) took {vacuum_seconds:.1} s"));
 
     let items = diesel::sql_query("SELECT count(*) AS n FROM backup_items")
         .get_result::<CountRow>(&mut conn)?
         .n;
-    let import_reference = Some(import_reference(&mut conn, REFERENCE_ROWS)?);
+    let import_reference = match backend {
+        Backend::Postgres => Some(import_reference(&mut conn, REFERENCE_ROWS)?),
+        // The SQLite reference is measured with the SQLite import (`sqlite_items`).
+        Backend::Sqlite => None,
+    };
+    let sql_client = match backend {
+        Backend::Postgres => options.sql_client,
+        Backend::Sqlite => SqlClient::Diesel,
+    };
+    if options.explain && backend == Backend::Sqlite {
+        bail!("--explain shows PostgreSQL's plans; SQLite's are not recorded");
+    }
     let tenants = pick_tenants(&mut conn)?;
     let largest = tenants
         .iter()
@@ -540,7 +563,7 @@ pub fn run(
                 .map(|_| service.worker(shape))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let service_latency = measure(service_workers, requests, warmup);
-            let sql_latency = match options.sql_client {
+            let sql_latency = match sql_client {
                 SqlClient::Pgbench => pgbench::measure(
                     database_url,
                     &pgbench::inline_binds(&shape.sql, &shape.binds),
@@ -551,7 +574,7 @@ pub fn run(
                 )?,
                 SqlClient::Diesel => {
                     let sql_workers = (0..clients)
-                        .map(|_| sql_worker(database_url, shape))
+                        .map(|_| sql_worker(&url, shape))
                         .collect::<anyhow::Result<Vec<_>>>()?;
                     measure(sql_workers, requests, warmup)
                 }
@@ -612,7 +635,7 @@ pub fn run(
         incremental_import,
         sqlite_import,
         sqlite_import_reference,
-        sql_client: options.sql_client,
+        sql_client,
         peak_rss_bytes,
         items: u64::try_from(items)?,
         vacuum_seconds,
@@ -683,7 +706,7 @@ const REFERENCE_ROWS: i64 = 200_000;
 /// Copies up to `rows` rows with one server-side `INSERT … SELECT` into an empty twin of
 /// `backup_items` (`LIKE … INCLUDING ALL`: the same indexes, trigram ones included, but not
 /// the counter triggers, which would count the copies), then drops the twin.
-fn import_reference(conn: &mut PgConnection, rows: i64) -> anyhow::Result<ImportStats> {
+fn import_reference(conn: &mut DbConnection, rows: i64) -> anyhow::Result<ImportStats> {
     conn.batch_execute(
         "DROP TABLE IF EXISTS import_reference; \
          CREATE TABLE import_reference (LIKE backup_items INCLUDING ALL); \
@@ -926,9 +949,25 @@ struct PlanRow {
     line: String,
 }
 
+/// A connection of the SQL side, set up as the service's are (on SQLite: case-sensitive
+/// `LIKE`, as the service's substring filters are), without a statement timeout: the SQL side
+/// of a shape the service refuses to scan for is still measured.
+fn sql_connection(url: &DatabaseUrl) -> anyhow::Result<DbConnection> {
+    let settings = ConnectionSettings {
+        statement_timeout: Duration::ZERO,
+        ..ConnectionSettings::default()
+    };
+    establish(url, &settings).context("cannot connect for SQL")
+}
+
 /// `VACUUM (ANALYZE)` of every table of the schema, so that the planner has statistics and
-/// index-only scans find the visibility map set, as on a long-running database.
-fn vacuum_analyze(conn: &mut PgConnection) -> anyhow::Result<()> {
+/// index-only scans find the visibility map set, as on a long-running database; on SQLite,
+/// `ANALYZE`, for the same statistics.
+fn vacuum_analyze(conn: &mut DbConnection, backend: Backend) -> anyhow::Result<()> {
+    if backend == Backend::Sqlite {
+        conn.batch_execute("ANALYZE")?;
+        return Ok(());
+    }
     let tables: Vec<NameRow> = diesel::sql_query(
         "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()",
     )
@@ -940,7 +979,7 @@ fn vacuum_analyze(conn: &mut PgConnection) -> anyhow::Result<()> {
 }
 
 /// The largest tenant and the median one.
-fn pick_tenants(conn: &mut PgConnection) -> anyhow::Result<Vec<TenantPick>> {
+fn pick_tenants(conn: &mut DbConnection) -> anyhow::Result<Vec<TenantPick>> {
     let tenants: Vec<TenantRow> = diesel::sql_query(
         "SELECT project_id, count(*) AS items, count(*) FILTER (WHERE status <> 'deleted') AS visible \
          FROM backup_items GROUP BY project_id ORDER BY items DESC, project_id",
@@ -1030,7 +1069,7 @@ fn at_time_of_day(micros: i64, minutes: i64) -> i64 {
 /// from 09:30 on its first day to 17:45 on its last: times of day as a user types them, so
 /// both ends cut a day (and an hour) in two, and most of either end day is inside the range.
 pub(crate) fn quarter_of_span(
-    conn: &mut PgConnection,
+    conn: &mut DbConnection,
     project: Option<&str>,
 ) -> anyhow::Result<Option<(i64, i64)>> {
     let span: SpanRow = match project {
@@ -1058,7 +1097,7 @@ pub(crate) fn quarter_of_span(
 }
 
 /// Every shape, for each picked tenant and across tenants.
-fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec<Shape>> {
+fn shapes(conn: &mut DbConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec<Shape>> {
     let mut shapes = Vec::new();
     // One row more than the page, as the service reads it to know whether a next page exists.
     let fetch = PAGE_LIMIT + 1;
@@ -1197,7 +1236,7 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
         if position >= PAGE_LIMIT {
             let page = position / PAGE_LIMIT + 1;
             let marker: MarkerRow = diesel::sql_query(format!(
-                "SELECT id, created_at_us {TENANT_VISIBLE} {LIST_ORDER} OFFSET $2 LIMIT 1"
+                "SELECT id, created_at_us {TENANT_VISIBLE} {LIST_ORDER} LIMIT 1 OFFSET $2"
             ))
             .bind::<Text, _>(project)
             .bind::<BigInt, _>(i64::try_from(position - 1)?)
@@ -1248,9 +1287,9 @@ fn shapes(conn: &mut PgConnection, tenants: &[TenantPick]) -> anyhow::Result<Vec
 }
 
 /// The shape's SQL with its binds, ready to run.
-fn bound(sql: String, binds: &[Bind]) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+fn bound(sql: String, binds: &[Bind]) -> BoxedSqlQuery<'static, MultiBackend, SqlQuery> {
     binds.iter().fold(
-        diesel::sql_query(sql).into_boxed::<Pg>(),
+        diesel::sql_query(sql).into_boxed::<MultiBackend>(),
         |query, bind| match bind {
             Bind::Text(value) => query.bind::<Text, _>(value.clone()),
             Bind::BigInt(value) => query.bind::<BigInt, _>(*value),
@@ -1259,7 +1298,7 @@ fn bound(sql: String, binds: &[Bind]) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
 }
 
 /// Runs the shape's SQL once and reduces its answer.
-fn sql_answer(conn: &mut PgConnection, shape: &Shape) -> anyhow::Result<Answer> {
+fn sql_answer(conn: &mut DbConnection, shape: &Shape) -> anyhow::Result<Answer> {
     let query = bound(shape.sql.clone(), &shape.binds);
     Ok(match shape.kind {
         Kind::Count => Answer::Count(u64::try_from(query.get_result::<CountRow>(conn)?.n)?),
@@ -1278,10 +1317,10 @@ fn sql_answer(conn: &mut PgConnection, shape: &Shape) -> anyhow::Result<Answer> 
 
 /// A client of the shape's SQL on a connection of its own.
 fn sql_worker(
-    database_url: &str,
+    url: &DatabaseUrl,
     shape: &Shape,
 ) -> anyhow::Result<impl FnMut() -> anyhow::Result<()> + Send> {
-    let mut conn = PgConnection::establish(database_url).context("cannot connect for SQL")?;
+    let mut conn = sql_connection(url)?;
     let shape = shape.clone();
     Ok(move || {
         sql_answer(&mut conn, &shape)?;
@@ -1319,7 +1358,7 @@ fn service_plan(repository: &Repository, shape: &Shape) -> Option<String> {
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the shape's SQL, one line per plan line.
-fn explain(conn: &mut PgConnection, shape: &Shape) -> anyhow::Result<String> {
+fn explain(conn: &mut DbConnection, shape: &Shape) -> anyhow::Result<String> {
     let rows: Vec<PlanRow> = bound(
         format!("EXPLAIN (ANALYZE, BUFFERS) {}", shape.sql),
         &shape.binds,

@@ -5,8 +5,10 @@
 //! ```
 //!
 //! The benchmark makes a schema of its own on the PostgreSQL server (`--database-url`), fills
-//! it, measures, prints the tables in Markdown, and drops the schema (unless `--keep`). See
-//! `csbs_bench` for what is measured.
+//! it, measures, prints the tables in Markdown, and drops the schema (unless `--keep`). With a
+//! `sqlite://PATH` URL it works in that file instead: it fills it when the file does not exist
+//! yet, measures what is in it otherwise, and leaves it in place. See `csbs_bench` for what is
+//! measured.
 
 use std::process::ExitCode;
 
@@ -28,7 +30,9 @@ struct Args {
     /// The seed of the generated data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// The PostgreSQL server; the benchmark works in a schema of its own there.
+    /// The PostgreSQL server (the benchmark works in a schema of its own there), or a SQLite
+    /// file, `sqlite://PATH` (filled when it does not exist yet, measured as it is otherwise,
+    /// and kept).
     #[arg(long, default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
     /// Measured requests per shape, per side and per concurrency.
@@ -103,18 +107,38 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let mut schema = match &args.schema {
-        Some(name) => PostgresSchema::existing(&args.database_url, name),
+    // Where the data lives: a schema of the PostgreSQL server, or the SQLite file itself.
+    let (url, generate, schema) = match args.database_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            if args.keep || args.schema.is_some() {
+                anyhow::bail!("--keep and --schema are PostgreSQL's: a SQLite file is always kept");
+            }
+            let exists = std::path::Path::new(path).exists();
+            eprintln!(
+                "working in {path} ({})",
+                if exists {
+                    "measuring what it holds"
+                } else {
+                    "filling it"
+                }
+            );
+            (args.database_url.clone(), !exists, None)
+        }
         None => {
-            PostgresSchema::create(&args.database_url, "csbs_bench").map_err(anyhow::Error::msg)?
+            let mut schema = match &args.schema {
+                Some(name) => PostgresSchema::existing(&args.database_url, name),
+                None => PostgresSchema::create(&args.database_url, "csbs_bench")
+                    .map_err(anyhow::Error::msg)?,
+            };
+            if args.keep {
+                schema.keep();
+            }
+            eprintln!("working in schema {}", schema.name());
+            (schema.url().to_owned(), args.schema.is_none(), Some(schema))
         }
     };
-    if args.keep {
-        schema.keep();
-    }
-    eprintln!("working in schema {}", schema.name());
     let options = BenchmarkOptions {
-        generate: args.schema.is_none(),
+        generate,
         items: args.items,
         projects: args.projects,
         seed: args.seed,
@@ -130,13 +154,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Some(_) => SqlClient::Diesel,
             None => SqlClient::best_available(),
         },
-        sqlite_items: args.sqlite_items.unwrap_or(args.items.min(1_000_000)),
+        // On SQLite the data itself is imported into SQLite.
+        sqlite_items: args.sqlite_items.unwrap_or(if schema.is_some() {
+            args.items.min(1_000_000)
+        } else {
+            0
+        }),
         max_seconds: args.max_seconds,
         only: args.only.clone(),
         cpu_seconds: args.cpu_seconds,
         matrix: args.matrix,
     };
-    let report = benchmark::run(schema.url(), &options, &|message| eprintln!("{message}"))?;
+    let report = benchmark::run(&url, &options, &|message| eprintln!("{message}"))?;
 
     println!("{}", report.summary());
     println!("{}", report.table());
@@ -154,7 +183,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
             println!("The service's statement:\n\n```\n{service}\n```\n");
         }
     }
-    if args.keep || args.schema.is_some() {
+    if let Some(schema) = schema
+        .as_ref()
+        .filter(|_| args.keep || args.schema.is_some())
+    {
         eprintln!("the data stays in schema {}", schema.name());
     }
     if !report.disagreements.is_empty() {

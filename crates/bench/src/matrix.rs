@@ -9,9 +9,9 @@
 //! before an upgrade (well under 1% of a large tenant's items).
 
 use anyhow::Context;
+use csbs_storage::DbConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use diesel::PgConnection;
 
 use crate::{query_string, token, Bind, Kind, Shape, TenantPick, PAGE_LIMIT};
 
@@ -51,7 +51,7 @@ struct Picked {
 /// tenant), across tenants: a value that then selects nothing in the scope, which is still
 /// a shape to measure.
 fn pick(
-    conn: &mut PgConnection,
+    conn: &mut DbConnection,
     project: Option<&str>,
     column: &str,
     extra: &str,
@@ -64,7 +64,7 @@ fn pick(
 
 /// The most common non-null value of `column` in the scope (`$1` is the tenant, if any).
 fn most_common(
-    conn: &mut PgConnection,
+    conn: &mut DbConnection,
     project: Option<&str>,
     column: &str,
     extra: &str,
@@ -91,7 +91,7 @@ fn most_common(
 
 /// The filters of one scope, with values picked from its data.
 fn criteria(
-    conn: &mut PgConnection,
+    conn: &mut DbConnection,
     project: Option<&str>,
     range: (i64, i64),
 ) -> anyhow::Result<Vec<Criterion>> {
@@ -194,9 +194,9 @@ fn combinations(criteria: &[Criterion]) -> Vec<Vec<&Criterion>> {
 
 /// The matrix's shapes for the picked tenants and across tenants.
 pub(crate) fn shapes(
-    conn: &mut PgConnection,
+    conn: &mut DbConnection,
     tenants: &[TenantPick],
-    range_of: impl Fn(&mut PgConnection, Option<&str>) -> anyhow::Result<(i64, i64)>,
+    range_of: impl Fn(&mut DbConnection, Option<&str>) -> anyhow::Result<(i64, i64)>,
 ) -> anyhow::Result<Vec<Shape>> {
     let mut shapes = Vec::new();
     let mut scopes: Vec<(String, Option<String>)> = tenants

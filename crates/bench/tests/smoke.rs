@@ -59,6 +59,58 @@ fn the_benchmark_measures_every_shape() {
     }
 }
 
+/// The same on SQLite: the service on a SQLite file against diesel connections to it, the
+/// named shapes and the whole matrix agreeing with their SQL.
+#[test]
+fn the_benchmark_measures_sqlite_too() {
+    let db = TestDatabase::sqlite();
+    let options = BenchmarkOptions {
+        items: 2000,
+        requests: 4,
+        warmup: 1,
+        concurrency: vec![2],
+        sql_client: SqlClient::Pgbench,
+        cpu_seconds: 0.3,
+        matrix: true,
+        ..BenchmarkOptions::default()
+    };
+    let report = benchmark::run(db.url(), &options, &|message| eprintln!("{message}")).unwrap();
+    assert_eq!(
+        report.sql_client,
+        SqlClient::Diesel,
+        "pgbench is PostgreSQL's"
+    );
+    assert!(report.import_reference.is_none());
+    assert_eq!(report.items, 2200, "the import and a tenth more");
+    assert!(report.table_bytes > 0);
+    assert!(
+        report.disagreements.is_empty(),
+        "{:?}",
+        report.disagreements
+    );
+    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
+    let matrix = report
+        .results
+        .iter()
+        .filter(|r| r.shape.starts_with("matrix "))
+        .count();
+    assert_eq!(matrix, (11 + 28 + 5) * 2 * 3);
+    assert!(report.results.len() > matrix, "the named shapes too");
+    for row in &report.results {
+        for (side, latency) in [("service", &row.service), ("SQL", &row.sql)] {
+            assert_eq!(latency.errors, 0, "{} {side}", row.shape);
+            assert!(!latency.p50.is_zero(), "{} {side}: {latency:?}", row.shape);
+        }
+    }
+    assert_eq!(report.cpu.len(), 6);
+    let explain = BenchmarkOptions {
+        generate: false,
+        explain: true,
+        ..options
+    };
+    assert!(benchmark::run(db.url(), &explain, &|_| {}).is_err());
+}
+
 /// The filter matrix on the same data: every combination for the three scopes, as a count and
 /// as a page, each agreeing with its SQL.
 fn check_matrix(url: &str, options: &BenchmarkOptions) {

@@ -18,7 +18,8 @@ mod sql;
 mod sqlite_timeout;
 
 pub use connection::{
-    check_reachable, establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection, PoolMode,
+    check_reachable, establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection,
+    MultiBackend, PoolMode,
 };
 pub use errors::StorageError;
 pub use pool::{ConnectionManager, Pool, PoolSettings, PooledDb, MAX_CACHED_STATEMENTS};
