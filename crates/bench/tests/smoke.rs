@@ -83,12 +83,7 @@ fn the_benchmark_measures_sqlite_too() {
     assert!(report.import_reference.is_none());
     assert_eq!(report.items, 2200, "the import and a tenth more");
     assert!(report.table_bytes > 0);
-    assert!(
-        report.disagreements.is_empty(),
-        "{:?}",
-        report.disagreements
-    );
-    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
+    assert_agreed(&report);
     let matrix = report
         .results
         .iter()
@@ -120,12 +115,7 @@ fn check_matrix(url: &str, options: &BenchmarkOptions) {
         ..options.clone()
     };
     let report = benchmark::run(url, &matrix, &|message| eprintln!("{message}")).unwrap();
-    assert!(
-        report.disagreements.is_empty(),
-        "{:?}",
-        report.disagreements
-    );
-    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
+    assert_agreed(&report);
     // 11 single filters, 28 pairs, 5 triples; a count and a page of each; three scopes.
     assert_eq!(
         report.results.len(),
@@ -147,6 +137,16 @@ fn check_matrix(url: &str, options: &BenchmarkOptions) {
             );
         }
     }
+}
+
+/// Every shape answered alike through the service and as SQL, and none was refused.
+fn assert_agreed(report: &benchmark::BenchmarkReport) {
+    assert!(
+        report.disagreements.is_empty(),
+        "{:?}",
+        report.disagreements
+    );
+    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
 }
 
 fn check(report: &benchmark::BenchmarkReport) {
@@ -212,12 +212,7 @@ fn check(report: &benchmark::BenchmarkReport) {
     );
     assert_eq!(report.items, import.items + more.items, "both loads");
     assert!(report.table_bytes > 0);
-    assert!(
-        report.disagreements.is_empty(),
-        "{:?}",
-        report.disagreements
-    );
-    assert!(report.unavailable.is_empty(), "{:?}", report.unavailable);
+    assert_agreed(report);
     let largest = &report.tenants[0];
     assert_eq!(largest.label, "largest");
     assert!(largest.items > 1000, "{largest:?}");
