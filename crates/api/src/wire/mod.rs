@@ -31,14 +31,15 @@ use crate::errors::ApiError;
 ///
 /// Only documents that `csbs_domain::BackupRecord::from_json` accepted are ever stored, so the
 /// text is not parsed again on the way out: parsing it cost 0.8 µs per KiB, a sixth of the
-/// service's CPU for a 100-item page. What is checked is that the text is one object, which
-/// keeps a truncated or emptied row from breaking the answer around it: such a row is a logged
-/// 500. (The text is UTF-8: the storage layer reads it as a `String`.)
+/// service's CPU for a 100-item page. What is checked is that the text is shaped as one object
+/// (a brace at each end), which keeps a truncated or emptied row from breaking the answer
+/// around it: such a row is a logged 500. (The text is UTF-8: the storage layer reads it as a
+/// `String`.)
 #[derive(Debug, Clone)]
 pub struct StoredDocument(String);
 
 impl StoredDocument {
-    /// The stored text, refused (500) unless it reads as one JSON object.
+    /// The stored text, refused (500) unless it is shaped as one JSON object.
     pub fn new(document: String) -> Result<Self, ApiError> {
         let text = document.trim_ascii();
         if text.len() >= 2 && text.starts_with('{') && text.ends_with('}') {
