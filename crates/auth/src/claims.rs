@@ -110,6 +110,12 @@ pub(crate) fn check_claims(claims: &Map<String, Value>) -> Result<CheckedClaims,
     })
 }
 
+/// Whether a token whose `exp` is `expires` is refused at `now`, with `leeway` seconds of
+/// clock skew: the one rule, for a token checked and for one remembered.
+pub(crate) fn has_expired(expires: u64, now: u64, leeway: u64) -> bool {
+    expires.saturating_add(leeway) < now
+}
+
 /// Checks `exp` (required) and `nbf` (when present) against `now`, with `leeway` seconds of
 /// clock skew either way. Both are NumericDates, so fractions of a second are allowed.
 pub(crate) fn check_times(
@@ -128,7 +134,7 @@ pub(crate) fn check_times(
                 .ok_or_else(|| invalid("claim 'nbf' must be a number of seconds"))?,
         ),
     };
-    if expires.saturating_add(leeway) < now {
+    if has_expired(expires, now, leeway) {
         return Err(AuthError::Expired);
     }
     if not_before.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::caller::RoleRules;
-use crate::claims::{check_claims, check_times};
+use crate::claims::{check_claims, check_times, has_expired};
 use crate::keys::{KeyRing, Keys};
 use crate::remote_keys::EarlyRefresh;
 use crate::token_header::{read_header, TokenHeader};
@@ -204,7 +204,7 @@ impl TokenValidator {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(verified) = self.inner.verified.get(&digest).await {
             let now = jsonwebtoken::get_current_timestamp();
-            if verified.expires.saturating_add(self.inner.leeway_seconds) >= now
+            if !has_expired(verified.expires, now, self.inner.leeway_seconds)
                 && verified.keys.same_as(&self.inner.keys.snapshot())
             {
                 return Ok(verified.caller);
