@@ -68,9 +68,9 @@ pub enum BulkOutcome {
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
-    use utoipa::PartialSchema;
 
     use super::*;
+    use crate::wire::test_support::{documented_properties, keys};
 
     #[test]
     fn an_item_answer_is_the_documented_object() {
@@ -81,16 +81,7 @@ mod tests {
         };
         let text = answer.to_json().expect("written");
         let value: Value = serde_json::from_str(&text).expect("JSON");
-        let schema = serde_json::to_value(IngestItemAnswer::schema()).expect("a schema");
-        let mut documented: Vec<&String> = schema["properties"]
-            .as_object()
-            .expect("properties")
-            .keys()
-            .collect();
-        documented.sort();
-        let mut written: Vec<&String> = value.as_object().expect("an object").keys().collect();
-        written.sort();
-        assert_eq!(written, documented);
+        assert_eq!(keys(&value), documented_properties::<IngestItemAnswer>());
         assert_eq!(value["version"], 7);
         assert!(text.contains(r#""size":10.0"#), "{text}");
     }

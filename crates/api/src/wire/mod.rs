@@ -125,3 +125,29 @@ pub fn to_json(answer: &impl Serialize) -> Result<String, ApiError> {
     serde_json::to_string(answer)
         .map_err(|e| ApiError::Internal(format!("an answer could not be written: {e}")))
 }
+
+/// What the answer tests share: the property names an answer's schema documents, and those a
+/// written answer holds, each sorted, to compare.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    /// The property names `S`'s schema documents.
+    pub(crate) fn documented_properties<S: PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(S::schema()).expect("a schema");
+        keys(&schema["properties"])
+    }
+
+    /// The keys of the JSON object `value`.
+    pub(crate) fn keys(value: &Value) -> Vec<String> {
+        let mut names: Vec<String> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+}

@@ -93,9 +93,9 @@ pub struct DeleteAnswer {}
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
-    use utoipa::PartialSchema;
 
     use super::*;
+    use crate::wire::test_support::{documented_properties, keys};
 
     fn document(id: &str) -> StoredDocument {
         // As stored: the key order and the digits of the numbers are the writer's own.
@@ -103,30 +103,6 @@ mod tests {
             r#"{{"id":"{id}","name":"n","backup_data":{{"ram":1.50}},"extend_info":null}}"#
         ))
         .expect("an object")
-    }
-
-    /// The property names a schema documents.
-    fn documented_properties<S: PartialSchema>() -> Vec<String> {
-        let schema = serde_json::to_value(S::schema()).expect("a schema");
-        let mut names: Vec<String> = schema["properties"]
-            .as_object()
-            .expect("an object schema")
-            .keys()
-            .cloned()
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn keys(value: &Value) -> Vec<String> {
-        let mut names: Vec<String> = value
-            .as_object()
-            .expect("an object")
-            .keys()
-            .cloned()
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]
