@@ -37,10 +37,9 @@ use anyhow::{bail, Context};
 use csbs_auth::{mint_hs256, Claims};
 use csbs_domain::FromQueryPairs;
 use csbs_domain::{format_timestamp, BackupFilter, CountQuery, ProjectId, TenantScope};
-use csbs_storage::MultiBackend;
 use csbs_storage::{
-    establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection, PoolSettings, Repository,
-    ITEM_COLUMNS,
+    establish, Backend, ConnectionSettings, DatabaseUrl, DbConnection, MultiBackend, PoolSettings,
+    Repository, ITEM_COLUMNS,
 };
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -429,6 +428,11 @@ pub fn run(
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<BenchmarkReport> {
     let url = DatabaseUrl::parse(database_url)?;
+    let backend = url.backend();
+    // Before anything is imported: the answer does not depend on the data.
+    if options.explain && backend == Backend::Sqlite {
+        bail!("--explain shows PostgreSQL's plans; SQLite's are not recorded");
+    }
     let repository = Repository::open(
         &url,
         &PoolSettings {
@@ -473,7 +477,6 @@ pub fn run(
     };
     drop(repository);
 
-    let backend = url.backend();
     let mut conn = sql_connection(&url)?;
     let vacuum_started = Instant::now();
     vacuum_analyze(&mut conn, backend)?;
@@ -501,9 +504,6 @@ pub fn run(
         Backend::Postgres => options.sql_client,
         Backend::Sqlite => SqlClient::Diesel,
     };
-    if options.explain && backend == Backend::Sqlite {
-        bail!("--explain shows PostgreSQL's plans; SQLite's are not recorded");
-    }
     let tenants = pick_tenants(&mut conn)?;
     let largest = tenants
         .iter()
